@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpe_bench.budgets import load_budget, preset_names, subset_indices
+from xpe_bench.errors import UserInputError
+
+
+def test_presets_exist_and_are_valid():
+    assert {"smoke", "quick", "paper"} <= set(preset_names())
+    for name in preset_names():
+        budget = load_budget(name)
+        assert budget.name == name and budget.version >= 1
+
+
+def test_paper_budget_is_the_published_recipe():
+    paper = load_budget("paper")
+    assert paper.max_steps == 24000 and paper.batch_size == 32 and paper.max_length == 164
+    assert paper.optimizer == "adafactor" and paper.precision == "bf16"
+    assert paper.learning_rates["prompt"] == 5e-3 and paper.learning_rates["head"] == 5e-5
+    assert paper.warmup_ratio == 0.1 and paper.grad_clip == 1.0
+    assert paper.early_stopping_patience == 20 and paper.early_stopping_after == 0.5
+
+
+def test_overrides_rename_and_change_fingerprint():
+    quick = load_budget("quick")
+    changed = quick.with_overrides(max_steps=7, train_per_lang=None)
+    assert changed.max_steps == 7 and changed.epochs is None
+    assert changed.name == "quick+max_steps=7"
+    assert changed.fingerprint != quick.fingerprint
+    assert quick.with_overrides() is quick
+
+
+def test_budget_file(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nversion = 2\nmax_steps = 3\nlearning_rates = { head = 0.1 }\n')
+    budget = load_budget(str(path))
+    assert budget.name == "mine" and budget.learning_rate("head") == 0.1
+    with pytest.raises(UserInputError, match="no learning rate for parameter role 'prompt'"):
+        budget.learning_rate("prompt")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "x"\nversion = 1\n', "exactly one of max_steps and epochs"),
+        ('name = "x"\nversion = 1\nmax_steps = 1\nbogus = 3\n', "unknown budget fields"),
+        ('name = "x"\nversion = 1\nmax_steps = 1\noptimizer = "sgd"\n', "optimizer must be one of"),
+        ('name = "x"\nversion = 1\nmax_steps = 1\nlearning_rates = { foo = 1.0 }\n', "unknown roles"),
+    ],
+)
+def test_invalid_budget_files_are_rejected_clearly(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserInputError, match=message):
+        load_budget(str(path))
+
+
+def test_unknown_preset():
+    with pytest.raises(UserInputError, match="unknown budget 'huge'.*smoke"):
+        load_budget("huge")
+
+
+def test_subsets_depend_only_on_budget_seed_language_and_split():
+    a = subset_indices(701, 50, data_seed=0, lang="eng_Latn", split="train")
+    b = subset_indices(701, 50, data_seed=0, lang="eng_Latn", split="train")
+    c = subset_indices(701, 50, data_seed=0, lang="deu_Latn", split="train")
+    d = subset_indices(701, 50, data_seed=1, lang="eng_Latn", split="train")
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d)
+    assert len(set(a.tolist())) == 50 and np.all(np.diff(a) > 0)
+    assert np.array_equal(subset_indices(10, None, data_seed=0, lang="x", split="test"), np.arange(10))
+    assert np.array_equal(subset_indices(10, 20, data_seed=0, lang="x", split="test"), np.arange(10))

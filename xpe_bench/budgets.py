@@ -1,0 +1,189 @@
+"""Budgets: the named, versioned contract that makes a comparison fair.
+
+A budget fixes everything a method must *not* choose for itself: how many examples per language it sees,
+how many optimizer steps, batch size, maximum length, evaluation schedule and the training recipe (optimizer,
+per-role learning rates, schedule, warmup, clipping, early stopping, precision). Methods label their trainable
+parameters with *roles* (``prompt``, ``prompt_encoder``, ``head``, ``backbone``) and the budget assigns the
+learning rate per role, so two methods under one budget train under the same recipe.
+
+Example subsets depend only on the budget (``data_seed``) and the data, never on the method or the run seed:
+every method and every seed of a comparison sees the same training examples and is scored on the same dev
+and test items, which is what paired significance tests need. The run seed controls initialisation, dropout
+and batch order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+import zlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from xpe_bench.errors import UserInputError
+
+OPTIMIZERS = ("adafactor", "adamw")
+SCHEDULES = ("cosine_with_restarts", "linear", "constant")
+PRECISIONS = ("fp32", "bf16")
+ROLES = ("prompt", "prompt_encoder", "head", "backbone")
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    version: int
+    description: str = ""
+    # data
+    train_per_lang: int | None = None
+    """Training examples per source language; ``None`` = the whole split."""
+    dev_per_lang: int | None = None
+    test_per_lang: int | None = None
+    data_seed: int = 0
+    # compute
+    max_steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    max_length: int = 164
+    eval_every: int | None = None
+    """Evaluate on the sources' dev splits every N steps; ``None`` = once per epoch."""
+    # recipe
+    optimizer: Literal["adafactor", "adamw"] = "adafactor"
+    learning_rates: Mapping[str, float] = field(default_factory=dict)
+    weight_decay: float = 0.01
+    schedule: Literal["cosine_with_restarts", "linear", "constant"] = "cosine_with_restarts"
+    schedule_cycles: int = 3
+    """Cosine cycles; the paper's "cosine with 2 restarts" is 3 cycles."""
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    select_best: bool = True
+    """Keep the checkpoint with the best source-dev accuracy (the paper's model selection)."""
+    early_stopping_patience: int | None = None
+    """Stop when dev loss has not improved for this many evaluations ..."""
+    early_stopping_after: float = 0.5
+    """... but only after this fraction of the steps."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if (self.max_steps is None) == (self.epochs is None):
+            problems.append("exactly one of max_steps and epochs must be set")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append("max_steps must be >= 1")
+        if self.epochs is not None and self.epochs <= 0:
+            problems.append("epochs must be > 0")
+        for name in ("train_per_lang", "dev_per_lang", "test_per_lang"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be >= 1 or unset (all)")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            problems.append("batch sizes must be >= 1")
+        if self.max_length < 8:
+            problems.append("max_length must be >= 8")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {SCHEDULES}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}")
+        unknown = set(self.learning_rates) - set(ROLES)
+        if unknown:
+            problems.append(f"learning_rates has unknown roles {sorted(unknown)}; roles: {ROLES}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append("warmup_ratio must be in [0, 1)")
+        if problems:
+            raise UserInputError(f"budget {self.name!r}: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["learning_rates"] = dict(sorted(self.learning_rates.items()))
+        return data
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of every field: two runs compare only if their budgets share it."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def learning_rate(self, role: str) -> float:
+        if role not in self.learning_rates:
+            raise UserInputError(
+                f"budget {self.name!r} sets no learning rate for parameter role {role!r} "
+                f"(it sets {sorted(self.learning_rates)})"
+            )
+        return self.learning_rates[role]
+
+    def total_steps(self, num_train_examples: int) -> int:
+        if self.max_steps is not None:
+            return self.max_steps
+        assert self.epochs is not None
+        return max(1, math.ceil(self.epochs * num_train_examples / self.batch_size))
+
+    def with_overrides(self, **overrides: Any) -> Budget:
+        """A copy with CLI overrides applied; its name records them so it never passes for the preset."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        if "max_steps" in given:
+            given["epochs"] = None
+        elif "epochs" in given:
+            given["max_steps"] = None
+        suffix = ",".join(f"{k}={v}" for k, v in sorted(given.items()) if v is not None)
+        return replace(self, name=f"{self.name}+{suffix}", **given)
+
+
+def _from_mapping(raw: Mapping[str, Any], origin: str) -> Budget:
+    known = {f.name for f in fields(Budget)}
+    unknown = set(raw) - known
+    if unknown:
+        raise UserInputError(f"{origin}: unknown budget fields {sorted(unknown)}; valid: {sorted(known)}")
+    if "name" not in raw or "version" not in raw:
+        raise UserInputError(f"{origin}: a budget needs a name and a version")
+    return Budget(**raw)
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("xpe_bench.resources").joinpath("budgets")
+    return sorted(
+        entry.name.removesuffix(".toml") for entry in folder.iterdir() if entry.name.endswith(".toml")
+    )
+
+
+def load_budget(name_or_file: str) -> Budget:
+    """A preset by name (``smoke``, ``quick``, ``paper``) or a TOML file with the same fields."""
+    path = Path(name_or_file)
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise UserInputError(f"--budget: file {name_or_file!r} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UserInputError(f"--budget: {path} is not valid TOML: {exc}") from exc
+        return _from_mapping(raw, str(path))
+    if name_or_file not in preset_names():
+        raise UserInputError(
+            f"--budget: unknown budget {name_or_file!r}; use: {', '.join(preset_names())} or a .toml file"
+        )
+    entry = resources.files("xpe_bench.resources").joinpath("budgets", f"{name_or_file}.toml")
+    return _from_mapping(tomllib.loads(entry.read_text(encoding="utf-8")), f"preset {name_or_file}")
+
+
+def subset_indices(
+    n_available: int, n_wanted: int | None, *, data_seed: int, lang: str, split: str
+) -> np.ndarray:
+    """Indices of the examples a budget keeps from one language's split (sorted, deterministic).
+
+    Depends only on the sizes, the budget's data seed, the language and the split: never on the method.
+    """
+    if n_wanted is None or n_wanted >= n_available:
+        return np.arange(n_available)
+    key = zlib.crc32(f"{lang}/{split}".encode())
+    rng = np.random.default_rng([data_seed, key])
+    return np.sort(rng.choice(n_available, size=n_wanted, replace=False))

@@ -1,0 +1,289 @@
+"""The ``xpe-bench`` command line: a thin layer over the core (parse, call, print).
+
+Bad input (unknown names, invalid values, missing files) is reported as one clear message on stderr with
+exit code 2; finished results are never touched by such an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from xpe_bench import __version__
+from xpe_bench.errors import UserInputError
+
+app = typer.Typer(
+    name="xpe-bench",
+    help="Evaluate cross-lingual transfer methods per language and per Joshi class, under equal budgets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table for people, json for scripts")]
+
+
+def user_errors(func: F) -> F:
+    """Turn :class:`UserInputError` into a message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserInputError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _registry() -> Any:
+    from xpe_bench.plugins import load_registry
+
+    return load_registry()
+
+
+def _parse_seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UserInputError(f"--seed: {value!r} is not an integer or a comma list of integers") from exc
+    if not seeds:
+        raise UserInputError("--seed: give at least one seed")
+    return list(dict.fromkeys(seeds))
+
+
+def _parse_options(values: list[str]) -> dict[str, str]:
+    options = {}
+    for item in values:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise UserInputError(f"--option: {item!r} must look like key=value")
+        options[key.strip()] = val.strip()
+    return options
+
+
+@app.command()
+@user_errors
+def run(
+    task: Annotated[str, typer.Option(help="task name (see `xpe-bench tasks`)")] = "sib200",
+    method: Annotated[str, typer.Option(help="method name (see `xpe-bench methods`)")] = "spt",
+    backbone: Annotated[str, typer.Option(help="registered name, local HF folder, or hub id")] = "me5-small",
+    sources: Annotated[str | None, typer.Option(help="training languages: group or comma list")] = None,
+    targets: Annotated[str | None, typer.Option(help="evaluation languages: group or comma list")] = None,
+    budget: Annotated[
+        str, typer.Option(help="preset (smoke, quick, paper) or a budget .toml file")
+    ] = "quick",
+    seed: Annotated[str, typer.Option(help="seed, or comma list of seeds (one run each)")] = "1",
+    runs_dir: Annotated[Path, typer.Option(help="where run directories are stored")] = Path("runs"),
+    data_dir: Annotated[
+        Path | None, typer.Option(help="local data root (else $XPE_BENCH_DATA, ../shared/data, hub)")
+    ] = None,
+    train_per_lang: Annotated[
+        int | None, typer.Option(help="override: training examples per source language")
+    ] = None,
+    test_per_lang: Annotated[
+        int | None, typer.Option(help="override: test examples per target language")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="override: optimizer steps")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="override: training batch size")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="method option key=value (repeatable)")
+    ] = None,
+) -> None:
+    """Train METHOD on the sources and evaluate it on every target language."""
+    from xpe_bench.budgets import load_budget
+    from xpe_bench.report import RichProgress, print_run_result
+    from xpe_bench.runner import Reporters, Runner, RunRequest
+
+    chosen = load_budget(budget).with_overrides(
+        train_per_lang=train_per_lang, test_per_lang=test_per_lang, max_steps=max_steps, batch_size=batch_size
+    )
+    seeds = _parse_seeds(seed)
+    options = _parse_options(option or [])
+    runner = Runner(_registry(), Reporters(train=RichProgress(console), evaluate=RichProgress(console)))
+    for one_seed in seeds:
+        request = RunRequest(
+            task=task,
+            method=method,
+            budget=chosen,
+            seed=one_seed,
+            runs_dir=runs_dir,
+            backbone=backbone,
+            sources=sources,
+            targets=targets,
+            data_dir=data_dir,
+            options=options,
+        )
+        console.rule(f"{method} on {task} · backbone {backbone} · budget {chosen.name} · seed {one_seed}")
+        outcome = runner.execute(request)
+        if outcome.reused_state:
+            console.print("[dim]reused the stored trained state[/]")
+        if outcome.reused_languages:
+            console.print(f"[dim]reused stored predictions for {len(outcome.reused_languages)} languages[/]")
+        print_run_result(console, outcome.metrics, outcome.task.languages, title=f"{method} seed {one_seed}")
+        timings = outcome.manifest["timings"]
+        console.print(
+            f"train {timings['train_seconds']:.0f} s · evaluate {timings['eval_seconds']:.0f} s · "
+            f"run directory: [bold]{outcome.store.path}[/]"
+        )
+
+
+@app.command()
+@user_errors
+def tasks(fmt: FormatOption = OutputFormat.table) -> None:
+    """List the registered tasks."""
+    from xpe_bench.report import emit
+
+    rows = [spec.describe() for spec in _registry().tasks.values()]
+    emit(console, rows, fmt, "tasks", ["name", "version", "languages", "labels", "hub_id", "description"])
+
+
+@app.command()
+@user_errors
+def methods(fmt: FormatOption = OutputFormat.table) -> None:
+    """List the registered methods and their options."""
+    from xpe_bench.report import emit
+
+    rows = [spec.describe() for spec in _registry().methods.values()]
+    emit(console, rows, fmt, "methods", ["name", "trains", "description", "options"])
+
+
+@app.command()
+@user_errors
+def budgets(fmt: FormatOption = OutputFormat.table) -> None:
+    """List the budget presets."""
+    from xpe_bench.budgets import load_budget, preset_names
+    from xpe_bench.report import emit
+
+    rows = [
+        load_budget(name).to_dict() | {"fingerprint": load_budget(name).fingerprint[:12]}
+        for name in preset_names()
+    ]
+    columns = [
+        "name",
+        "version",
+        "train_per_lang",
+        "max_steps",
+        "batch_size",
+        "max_length",
+        "optimizer",
+        "precision",
+        "description",
+    ]
+    emit(console, rows, fmt, "budgets", columns)
+
+
+@app.command()
+@user_errors
+def backbones(fmt: FormatOption = OutputFormat.table) -> None:
+    """List the registered backbones (any local Hugging Face folder or hub id works too)."""
+    from xpe_bench.report import emit
+
+    rows = [
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "text_prefix": spec.text_prefix,
+            "pooling": spec.pooling,
+        }
+        for spec in _registry().backbones.values()
+    ]
+    emit(console, rows, fmt, "backbones", ["name", "description", "text_prefix", "pooling"])
+
+
+@app.command()
+@user_errors
+def prepare(
+    backbone: Annotated[
+        str, typer.Argument(help="registered backbone to build into the cache")
+    ] = "me5-small",
+) -> None:
+    """Build a registered backbone into the cache once (e.g. convert the embedded me5-small)."""
+    from xpe_bench.paths import cache_root
+
+    registry = _registry()
+    if backbone not in registry.backbones:
+        raise UserInputError(f"unknown backbone {backbone!r}; registered: {', '.join(registry.backbones)}")
+    folder = registry.backbones[backbone].prepare(cache_root())
+    console.print(f"{backbone} ready at {folder}")
+
+
+@app.command()
+@user_errors
+def plugins(fmt: FormatOption = OutputFormat.table) -> None:
+    """List plugins: loaded, disabled ($XPE_BENCH_DISABLE_PLUGINS) and failed (with the reason)."""
+    from xpe_bench.report import emit
+
+    rows = [info.to_dict() for info in _registry().plugins]
+    emit(console, rows, fmt, "plugins", ["name", "status", "distribution", "version", "module", "error"])
+
+
+@app.command()
+@user_errors
+def languages(
+    task: Annotated[str, typer.Option(help="task whose languages to list")] = "sib200",
+    group: Annotated[
+        str | None, typer.Option(help="a named group or comma list (see the groups listing)")
+    ] = None,
+    joshi: Annotated[str | None, typer.Option(help="Joshi class 0-5, or 'unclassified'")] = None,
+    groups: Annotated[bool, typer.Option("--groups", help="list the named groups instead")] = False,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """List a task's languages with their metadata (or its named groups with --groups)."""
+    from xpe_bench.report import emit
+
+    spec = _registry().task(task)
+    table = spec.languages
+    if groups:
+        rows = [
+            {"group": name, "languages": len(codes), "description": table.descriptions[name]}
+            for name, codes in table.groups.items()
+        ]
+        emit(console, rows, fmt, f"{task} language groups", ["group", "languages", "description"])
+        return
+    codes = table.resolve(group, option="--group") if group else list(table.languages)
+    if joshi is not None:
+        valid = [str(k) for k in range(6)] + ["unclassified"]
+        if joshi not in valid:
+            raise UserInputError(f"--joshi: {joshi!r}; valid: {', '.join(valid)}")
+        wanted = "unclassified" if joshi == "unclassified" else f"joshi-{joshi}"
+        codes = [code for code in codes if table[code].joshi_label == wanted]
+    rows = [table[code].to_dict() for code in codes]
+    columns = ["code", "name", "joshi_class", "family", "script", "region", "cc100", "low_performing"]
+    emit(console, rows, fmt, f"{task}: {len(rows)} languages", columns)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"xpe-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True)] = False,
+) -> None:
+    """xpe-bench: cross-lingual transfer, honestly measured."""
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()

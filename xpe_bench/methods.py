@@ -1,0 +1,192 @@
+"""The method interface every plugin implements (see ``docs/plugins.md`` for a worked example).
+
+Life cycle, driven by :mod:`xpe_bench.runner`:
+
+1. ``method = spec.create(options)`` — options are the spec's defaults updated with the user's
+   ``--option key=value`` values; they are recorded in the run manifest.
+2. ``method.setup(backbone, task)`` — build the model around the loaded backbone.
+3. Either ``method.fit(context)`` (train under the budget, on the sources' train split, selecting on their
+   dev split) or ``method.load_state_dict(state)`` (a finished run is being reused or re-predicted).
+4. ``method.predict(dataset, budget)`` — class scores ``[n, num_labels]`` (higher is more likely; logits
+   are fine) for any split of any language. Predicted label = argmax.
+5. ``method.state_dict()`` — the trained state (tensors only), saved as ``state.safetensors``; methods that
+   train nothing return ``{}``.
+6. ``method.parameter_report()`` — total and trainable parameters, per module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    import datasets
+
+    from xpe_bench.backbones import Backbone
+    from xpe_bench.budgets import Budget
+    from xpe_bench.tasks import TaskSpec
+
+
+class ProgressReporter(Protocol):
+    """What the training loop reports through; the CLI backs it with rich progress bars."""
+
+    def start(self, description: str, total: int) -> None: ...
+
+    def advance(self, steps: int = 1, **info: Any) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class SilentProgress:
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, steps: int = 1, **info: Any) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass
+class FitContext:
+    """Everything a method may use to train. Nothing about the targets is in here, by design."""
+
+    train: datasets.Dataset
+    """Source-language training examples under the budget (columns lang, id, text, label)."""
+    dev: datasets.Dataset
+    """Source-language dev examples: the only data model selection may look at."""
+    budget: Budget
+    seed: int
+    workdir: Path
+    """A private folder for checkpoints; a fit interrupted and restarted with the same workdir resumes."""
+    progress: ProgressReporter = field(default_factory=SilentProgress)
+
+
+@dataclass(frozen=True)
+class ParameterReport:
+    total: int
+    trainable: int
+    modules: Mapping[str, tuple[int, int]]
+    """Module name -> (total, trainable) parameters."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "trainable": self.trainable,
+            "trainable_percent": 100.0 * self.trainable / self.total if self.total else 0.0,
+            "modules": {name: {"total": t, "trainable": r} for name, (t, r) in self.modules.items()},
+        }
+
+
+def parameter_report(modules: Mapping[str, torch.nn.Module]) -> ParameterReport:
+    """Count parameters per named module (shared parameters are counted once, in the first module)."""
+    seen: set[int] = set()
+    per_module: dict[str, tuple[int, int]] = {}
+    for name, module in modules.items():
+        total = trainable = 0
+        for parameter in module.parameters():
+            if id(parameter) in seen:
+                continue
+            seen.add(id(parameter))
+            total += parameter.numel()
+            trainable += parameter.numel() if parameter.requires_grad else 0
+        per_module[name] = (total, trainable)
+    return ParameterReport(
+        total=sum(t for t, _ in per_module.values()),
+        trainable=sum(r for _, r in per_module.values()),
+        modules=per_module,
+    )
+
+
+class Method(ABC):
+    """A cross-lingual transfer method. Subclass this (or :class:`xpe_bench.modeling.TorchMethod`)."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+
+    @abstractmethod
+    def setup(self, backbone: Backbone, task: TaskSpec) -> None:
+        """Build the model for ``task`` around ``backbone``."""
+
+    def fit(self, context: FitContext) -> dict[str, Any]:
+        """Train; return a JSON-able report (steps, history, selected step...). Default: nothing to train."""
+        return {"trained": False}
+
+    @abstractmethod
+    def predict(self, data: datasets.Dataset, budget: Budget) -> np.ndarray:
+        """Scores ``[len(data), num_labels]`` as float32; argmax is the prediction."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no trainable state, got {len(state)} tensors")
+
+    @abstractmethod
+    def parameter_report(self) -> ParameterReport:
+        """Total and trainable parameters, per module."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: what ``xpe-bench methods`` lists and ``--method`` selects."""
+
+    name: str
+    description: str
+    factory: Callable[[Mapping[str, Any]], Method]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Every option the method accepts, with its default; unknown options are rejected."""
+    trains: bool = True
+    version: str = "1"
+    """Bump when a change alters results, so stored runs are not silently reused."""
+
+    def create(self, options: Mapping[str, Any] | None = None) -> Method:
+        return self.factory(self.resolve_options(options or {}))
+
+    def resolve_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        from xpe_bench.errors import UserInputError
+
+        unknown = set(options) - set(self.defaults)
+        if unknown:
+            valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items()) or "none"
+            raise UserInputError(
+                f"method {self.name!r} has no option(s) {sorted(unknown)}; options (defaults): {valid}"
+            )
+        resolved = dict(self.defaults)
+        for key, value in options.items():
+            default = self.defaults[key]
+            resolved[key] = _coerce(value, default, f"{self.name}.{key}")
+        return resolved
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "trains": self.trains,
+            "version": self.version,
+            "options": dict(self.defaults),
+        }
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Convert a command-line string to the type of the option's default."""
+    from xpe_bench.errors import UserInputError
+
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(value)
+            return value.lower() in {"true", "1", "yes"}
+        return type(default)(value)
+    except ValueError as exc:
+        raise UserInputError(f"option {where}: {value!r} is not a valid {type(default).__name__}") from exc

@@ -1,0 +1,43 @@
+"""Where data and caches live.
+
+Data root resolution, first match wins: ``--data-dir``, ``$XPE_BENCH_DATA``, a ``shared/data`` mirror beside
+the project checkout (``../shared/data`` from the repository root or from the working directory). With none of
+these, tasks fall back to their Hugging Face hub datasets. Caches (converted backbones, feature caches) live
+outside the repository: ``$XPE_BENCH_CACHE``, default ``~/.cache/xpe-bench``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from xpe_bench.errors import UserInputError
+
+DATA_ENV = "XPE_BENCH_DATA"
+CACHE_ENV = "XPE_BENCH_CACHE"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sibling_mirrors() -> list[Path]:
+    return [REPO_ROOT.parent / "shared" / "data", Path.cwd().resolve().parent / "shared" / "data"]
+
+
+def resolve_data_root(cli_value: Path | None = None) -> Path | None:
+    """Return the local data root, or ``None`` when data must come from the hub."""
+    for origin, value in (("--data-dir", cli_value), (f"${DATA_ENV}", os.environ.get(DATA_ENV))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise UserInputError(f"{origin}: data directory {str(path)!r} does not exist")
+            return path.resolve()
+    for mirror in _sibling_mirrors():
+        if mirror.is_dir():
+            return mirror
+    return None
+
+
+def cache_root() -> Path:
+    """The cache directory (created on first use)."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "xpe-bench").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root

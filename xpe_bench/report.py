@@ -1,0 +1,150 @@
+"""Terminal output: rich progress bars, result tables and per-Joshi-class summaries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from xpe_bench.languages import LanguageTable, joshi_label_order
+
+
+class RichProgress:
+    """A :class:`xpe_bench.methods.ProgressReporter` drawing one rich progress bar per phase."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def start(self, description: str, total: int) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, info="")
+
+    def advance(self, steps: int = 1, **info: Any) -> None:
+        if self._progress is None:
+            return
+        text = "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+        self._progress.update(self._task, advance=steps, info=text)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def emit(
+    console: Console, rows: Sequence[Mapping[str, Any]], fmt: str, title: str, columns: Sequence[str]
+) -> None:
+    """Print a listing as a rich table or as a JSON list of objects (for scripts)."""
+    if fmt == "json":
+        console.print_json(json.dumps(list(rows), ensure_ascii=False))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _pct(value: float) -> str:
+    return "-" if np.isnan(value) else f"{100 * value:.1f}"
+
+
+def group_summary(
+    metrics: Mapping[str, Mapping[str, float]], key: Callable[[str], str], order: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Mean accuracy / macro-F1 per group of languages (languages weighted equally)."""
+    buckets: dict[str, list[str]] = {}
+    for lang in metrics:
+        buckets.setdefault(key(lang), []).append(lang)
+    rows = []
+    for group in [g for g in order if g in buckets] + sorted(set(buckets) - set(order)):
+        langs = buckets[group]
+        rows.append(
+            {
+                "group": group,
+                "languages": len(langs),
+                "accuracy": float(np.mean([metrics[lang]["accuracy"] for lang in langs])),
+                "macro_f1": float(np.mean([metrics[lang]["macro_f1"] for lang in langs])),
+            }
+        )
+    return rows
+
+
+def print_run_result(
+    console: Console,
+    metrics: Mapping[str, Mapping[str, float]],
+    languages: LanguageTable,
+    *,
+    title: str,
+    max_language_rows: int = 60,
+) -> None:
+    table = Table(title=f"{title}: per language")
+    for column in ("language", "name", "Joshi", "CC100", "n", "acc %", "macro-F1 %"):
+        table.add_column(column, justify="right" if column in {"n", "acc %", "macro-F1 %"} else "left")
+    ordered = sorted(metrics, key=lambda code: -metrics[code]["accuracy"])
+    shown = (
+        ordered
+        if len(ordered) <= max_language_rows
+        else ordered[: max_language_rows // 2] + ordered[-max_language_rows // 2 :]
+    )
+    for i, code in enumerate(shown):
+        if len(shown) < len(ordered) and i == max_language_rows // 2:
+            table.add_row("…", f"{len(ordered) - len(shown)} more in metrics.json", "", "", "", "", "")
+        lang = languages[code]
+        m = metrics[code]
+        table.add_row(
+            code,
+            lang.name,
+            lang.joshi_label,
+            "seen" if lang.cc100 else "unseen",
+            str(m["n"]),
+            _pct(m["accuracy"]),
+            _pct(m["macro_f1"]),
+        )
+    console.print(table)
+    summary = Table(title=f"{title}: per Joshi class (mean over languages)")
+    for column in ("Joshi class", "languages", "acc %", "macro-F1 %"):
+        summary.add_column(column, justify="left" if column == "Joshi class" else "right")
+    for row in group_summary(metrics, languages.group_of, joshi_label_order()):
+        summary.add_row(row["group"], str(row["languages"]), _pct(row["accuracy"]), _pct(row["macro_f1"]))
+    every = group_summary(metrics, lambda _: "all targets", ["all targets"])[0]
+    summary.add_row(
+        "all targets", str(every["languages"]), _pct(every["accuracy"]), _pct(every["macro_f1"]), style="bold"
+    )
+    console.print(summary)
