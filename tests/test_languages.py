@@ -28,8 +28,16 @@ def test_all_205_varieties_with_unclassified_kept(sib200):
 
 @pytest.mark.parametrize(
     ("group", "size"),
-    [("enarzho", 3), ("joshi5", 7), ("seen-92", 92), ("unseen", 113), ("low-performing", 46),
-     ("seen-wo-joshi5", 85), ("all-wo-joshi5", 198), ("all", 205)],
+    [
+        ("enarzho", 3),
+        ("joshi5", 7),
+        ("seen-92", 92),
+        ("unseen", 113),
+        ("low-performing", 46),
+        ("seen-wo-joshi5", 85),
+        ("all-wo-joshi5", 198),
+        ("all", 205),
+    ],
 )
 def test_paper_groups_have_their_sizes(sib200, group, size):
     assert len(sib200.groups[group]) == size

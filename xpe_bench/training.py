@@ -14,7 +14,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, budget: Budget, total_step
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
 
 
+def clip_grad(parameters: list[nn.Parameter], max_norm: float) -> None:
+    nn.utils.clip_grad_norm_(parameters, max_norm)
+
+
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
@@ -204,7 +208,6 @@ def fit(
     pad_id: int,
     workdir: Path,
     progress: ProgressReporter,
-    on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` under ``budget``; leaves the selected (best-dev or last) weights loaded.
 
@@ -219,8 +222,10 @@ def fit(
     optimizer = build_optimizer(parameter_groups, budget)
     scheduler = build_scheduler(optimizer, budget, total_steps)
     device = model_device(model)
+    trainable = [p for group in parameter_groups.values() for p in group if p.requires_grad]
 
     state: dict[str, Any] = {"step": 0, "history": [], "best": None, "best_state": None, "bad_evals": 0}
+    workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = workdir / CHECKPOINT_NAME
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
@@ -248,17 +253,13 @@ def fit(
         loss = nn.functional.cross_entropy(logits.float(), labels.to(device))
         loss.backward()
         if budget.grad_clip > 0:
-            nn.utils.clip_grad_norm_(
-                [p for g in parameter_groups.values() for p in g if p.requires_grad], budget.grad_clip
-            )
+            clip_grad(trainable, budget.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] += 1
         running_loss = 0.9 * running_loss + 0.1 * loss.item() if state["step"] > 1 else loss.item()
         progress.advance(1, loss=running_loss)
-        if on_step is not None:
-            on_step(state["step"])
         if state["step"] % eval_every == 0 or state["step"] == total_steps:
             metrics = evaluate(model, dev, pad_id=pad_id, budget=budget) if len(dev) else {}
             model.train()

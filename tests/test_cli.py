@@ -1,0 +1,114 @@
+"""The command line contract: listings, JSON output, exit code 2 on bad input, runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from xpe_bench.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _cache(cache_dir, monkeypatch):
+    monkeypatch.setenv("XPE_BENCH_CACHE", str(cache_dir))
+
+
+def _json(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_every_command_has_help():
+    for command in ("run", "tasks", "methods", "budgets", "plugins", "languages", "backbones", "prepare"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Usage" in result.output
+
+
+def test_low_performing_lists_exactly_46():
+    rows = _json(["languages", "--group", "low-performing", "--format", "json"])
+    assert len(rows) == 46
+    assert {row["code"] for row in rows} >= {"bod_Tibt", "nqo_Nkoo", "yor_Latn"}
+    assert all(row["cc100"] is False and row["low_performing"] is True for row in rows)
+
+
+def test_languages_filters_and_groups():
+    joshi5 = _json(["languages", "--group", "joshi5", "--format", "json"])
+    assert len(joshi5) == 7
+    seen = {row["code"] for row in _json(["languages", "--group", "seen-92", "--format", "json"])}
+    assert "tgl_Latn" in seen and "azb_Arab" not in seen and len(seen) == 92
+    unclassified = _json(["languages", "--joshi", "unclassified", "--format", "json"])
+    assert len(unclassified) == 27 and all(row["joshi"] is None for row in unclassified)
+    groups = {row["group"]: row["languages"] for row in _json(["languages", "--groups", "--format", "json"])}
+    assert groups["all-wo-joshi5"] == 198 and groups["unseen"] == 113
+
+
+def test_listings_in_json():
+    assert "sib200" in {row["name"] for row in _json(["tasks", "--format", "json"])}
+    methods = {row["name"] for row in _json(["methods", "--format", "json"])}
+    assert {"spt", "xpe", "dual", "dual-30", "dual-70"} <= methods
+    plugins = {row["name"]: row for row in _json(["plugins", "--format", "json"])}
+    assert plugins["prompt_tuning"]["status"] == "loaded"
+    assert plugins["prompt_tuning"]["distribution"] == "xpe-bench"
+    assert {"smoke", "quick", "paper"} <= {row["name"] for row in _json(["budgets", "--format", "json"])}
+    assert {"me5-small", "tiny-random"} <= {row["name"] for row in _json(["backbones", "--format", "json"])}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["languages", "--group", "nope"], "neither a language code nor a group"),
+        (["languages", "--joshi", "9"], "--joshi"),
+        (
+            ["run", "--method", "magic", "--backbone", "tiny-random", "--budget", "smoke"],
+            "unknown method 'magic'",
+        ),
+        (["run", "--task", "nope", "--budget", "smoke"], "unknown task 'nope'"),
+        (["run", "--budget", "huge"], "unknown budget 'huge'"),
+        (["run", "--seed", "one", "--budget", "smoke"], "--seed"),
+        (["run", "--option", "novalue", "--budget", "smoke"], "key=value"),
+        (["languages", "--format", "xml"], "xml"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_disabled_plugin_is_reported_and_its_methods_gone(monkeypatch):
+    monkeypatch.setenv("XPE_BENCH_DISABLE_PLUGINS", "prompt_tuning")
+    plugins = {row["name"]: row for row in _json(["plugins", "--format", "json"])}
+    assert plugins["prompt_tuning"]["status"] == "disabled"
+    assert "spt" not in {row["name"] for row in _json(["methods", "--format", "json"])}
+    assert len(_json(["languages", "--group", "joshi5", "--format", "json"])) == 7
+
+
+def test_run_prints_tables_and_run_dir(tmp_path):
+    args = [
+        "run",
+        "--method",
+        "spt",
+        "--backbone",
+        "tiny-random",
+        "--budget",
+        "smoke",
+        "--sources",
+        "eng_Latn",
+        "--targets",
+        "eng_Latn,nqo_Nkoo",
+        "--runs-dir",
+        str(tmp_path),
+        "--seed",
+        "1,2",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "per Joshi class" in result.output and "unclassified" in result.output
+    assert result.output.count("run directory:") == 2
+    assert len(list(tmp_path.iterdir())) == 2

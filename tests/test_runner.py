@@ -1,0 +1,134 @@
+"""End to end through the runner on the tiny random backbone: storage, reuse, resume, reload."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xpe_bench import training
+from xpe_bench.budgets import load_budget
+from xpe_bench.errors import UserInputError
+from xpe_bench.plugins import load_registry
+from xpe_bench.runner import Runner, RunRequest
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry()
+
+
+@pytest.fixture(autouse=True)
+def _cache(cache_dir, monkeypatch):
+    monkeypatch.setenv("XPE_BENCH_CACHE", str(cache_dir))
+
+
+def _request(tmp_path, **overrides):
+    values = {
+        "task": "sib200",
+        "method": "spt",
+        "budget": load_budget("smoke"),
+        "seed": 1,
+        "runs_dir": tmp_path / "runs",
+        "backbone": "tiny-random",
+        "sources": "eng_Latn,deu_Latn",
+        "targets": "eng_Latn,kat_Geor",
+    }
+    values.update(overrides)
+    return RunRequest(**values)
+
+
+def test_run_writes_everything_and_reuses_finished_work(registry, tmp_path):
+    runner = Runner(registry)
+    outcome = runner.execute(_request(tmp_path))
+    path = outcome.store.path
+    manifest = outcome.manifest
+    assert manifest["status"] == "complete"
+    assert manifest["budget"]["name"] == "smoke" and manifest["seed"] == 1
+    assert manifest["backbone"]["weights_sha256"] and manifest["versions"]["torch"]
+    assert manifest["data"]["train_examples"] == 16
+    assert "sib200/eng_Latn/train.tsv" in manifest["data"]["files"]
+    assert manifest["method"]["parameters"]["trainable"] > 0
+    assert manifest["fit"]["steps_run"] == 4
+    assert (path / "state.safetensors").exists() and not (path / "fit").exists()
+    assert sorted(outcome.metrics) == ["eng_Latn", "kat_Geor"]
+    assert outcome.metrics["kat_Geor"]["n"] == 8
+    assert not outcome.reused_state
+
+    again = runner.execute(_request(tmp_path))
+    assert again.store.path == path
+    assert again.reused_state and sorted(again.reused_languages) == ["eng_Latn", "kat_Geor"]
+    assert again.metrics == outcome.metrics
+
+    more = runner.execute(_request(tmp_path, targets="eng_Latn,kat_Geor,yor_Latn"))
+    assert more.reused_state and sorted(more.reused_languages) == ["eng_Latn", "kat_Geor"]
+    assert sorted(more.manifest["targets"]) == ["eng_Latn", "kat_Geor", "yor_Latn"]
+
+
+def test_other_seed_is_another_run_with_the_same_examples(registry, tmp_path):
+    runner = Runner(registry)
+    one = runner.execute(_request(tmp_path, seed=1))
+    two = runner.execute(_request(tmp_path, seed=2))
+    assert one.store.path != two.store.path
+    assert one.manifest["data"]["train_ids_sha256"] == two.manifest["data"]["train_ids_sha256"]
+    spt = runner.execute(_request(tmp_path, method="xpe"))
+    assert spt.manifest["data"]["train_ids_sha256"] == one.manifest["data"]["train_ids_sha256"]
+    ids = [[r["id"] for r in run.store.read_predictions("kat_Geor")] for run in (one, two, spt)]
+    assert ids[0] == ids[1] == ids[2]
+
+
+def test_interrupted_training_resumes_to_the_same_result(registry, tmp_path, monkeypatch):
+    budget = load_budget("smoke").with_overrides(max_steps=6)
+    reference = Runner(registry).execute(_request(tmp_path / "ref", budget=budget))
+
+    real = training.clip_grad
+    calls = {"n": 0}
+
+    def interrupting(parameters, max_norm):
+        calls["n"] += 1
+        if calls["n"] == 5:  # during step 5: the last checkpoint is the evaluation at step 4
+            raise KeyboardInterrupt
+        return real(parameters, max_norm)
+
+    monkeypatch.setattr(training, "clip_grad", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(registry).execute(_request(tmp_path / "cut", budget=budget))
+    monkeypatch.setattr(training, "clip_grad", real)
+    resumed = Runner(registry).execute(_request(tmp_path / "cut", budget=budget))
+    assert resumed.manifest["fit"]["resumed_from_step"] == 4
+    assert resumed.manifest["fit"]["steps_run"] == 6
+    ref_state, new_state = reference.store.load_state(), resumed.store.load_state()
+    assert ref_state.keys() == new_state.keys()
+    for key in ref_state:
+        assert torch.equal(ref_state[key], new_state[key]), key
+    assert resumed.metrics == reference.metrics
+
+
+def test_reloaded_state_repredicts_stored_predictions_exactly(registry, tmp_path):
+    outcome = Runner(registry).execute(_request(tmp_path, method="xpe"))
+    from xpe_bench.backbones import load_backbone
+    from xpe_bench.paths import cache_root, resolve_data_root
+    from xpe_bench.tasks import TaskData
+
+    spec = registry.method("xpe")
+    method = spec.create({})
+    backbone = load_backbone("tiny-random", registry.backbones, cache_root())
+    method.setup(backbone, outcome.task)
+    method.load_state_dict(outcome.store.load_state())
+    test = TaskData(outcome.task, resolve_data_root()).load("kat_Geor", "test")
+    stored = outcome.store.read_predictions("kat_Geor")
+    index = {i: k for k, i in enumerate(test["id"])}
+    subset = test.select([index[row["id"]] for row in stored])
+    scores = method.predict(subset, load_budget("smoke"))
+    assert [row["pred"] for row in stored] == scores.argmax(1).tolist()
+    assert np.allclose([row["scores"] for row in stored], scores, atol=1e-5)
+
+
+def test_bad_input_is_a_user_error(registry, tmp_path):
+    runner = Runner(registry)
+    with pytest.raises(UserInputError, match="unknown method"):
+        runner.execute(_request(tmp_path, method="nope"))
+    with pytest.raises(UserInputError, match="neither a language code nor a group"):
+        runner.execute(_request(tmp_path, targets="eng_Latn,xx"))
+    with pytest.raises(UserInputError, match="has no option"):
+        runner.execute(_request(tmp_path, options={"colour": "red"}))

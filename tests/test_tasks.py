@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from xpe_bench.errors import UserInputError
+from xpe_bench.paths import resolve_data_root
+from xpe_bench.tasks import TaskData, builtin_task_specs
+
+
+@pytest.fixture(scope="module")
+def sib200():
+    return {spec.name: spec for spec in builtin_task_specs()}["sib200"]
+
+
+def test_loads_official_split_sizes(sib200, data_root):
+    data = TaskData(sib200, data_root)
+    sizes = {split: len(data.load("kat_Geor", split)) for split in ("train", "dev", "test")}
+    assert sizes == {"train": 701, "dev": 99, "test": 204}
+    example = data.load("eng_Latn", "test")[0]
+    assert set(example) == {"lang", "id", "text", "label"}
+    assert example["lang"] == "eng_Latn" and 0 <= example["label"] < 7
+    assert "sib200/eng_Latn/test.tsv" in data.fingerprints
+
+
+def test_texts_with_quotes_are_read_verbatim(sib200, data_root):
+    """SIB-200 must be read without quote processing: a quoted text keeps its quote characters."""
+    data = TaskData(sib200, data_root)
+    raw_lines = (data_root / "sib200/eng_Latn/train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    texts = data.load("eng_Latn", "train")["text"]
+    assert len(texts) == len(raw_lines)
+    assert texts == [line.split("\t")[2] for line in raw_lines]
+    assert any('"' in text for text in texts)
+
+
+def _copy_lang(data_root: Path, tmp_path: Path, lang: str = "eng_Latn") -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(data_root / "sib200" / lang, root / "sib200" / lang)
+    return root
+
+
+def test_missing_file_names_the_file(sib200, data_root, tmp_path):
+    root = _copy_lang(data_root, tmp_path)
+    (root / "sib200/eng_Latn/dev.tsv").unlink()
+    with pytest.raises(UserInputError, match=r"missing data file .*eng_Latn/dev\.tsv"):
+        TaskData(sib200, root).load("eng_Latn", "dev")
+
+
+def test_wrong_columns(sib200, data_root, tmp_path):
+    root = _copy_lang(data_root, tmp_path)
+    path = root / "sib200/eng_Latn/test.tsv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(["index_id\tlabel\ttext", *lines[1:]]) + "\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match=r"test\.tsv:1: wrong columns: missing \['category'\]"):
+        TaskData(sib200, root).load("eng_Latn", "test")
+
+
+def test_unknown_label_names_file_and_line(sib200, data_root, tmp_path):
+    root = _copy_lang(data_root, tmp_path)
+    path = root / "sib200/eng_Latn/test.tsv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    fields = lines[5].split("\t")
+    lines[5] = "\t".join([fields[0], "cooking", fields[2]])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match=r"test\.tsv:6: unknown label 'cooking'; valid labels: science"):
+        TaskData(sib200, root).load("eng_Latn", "test")
+
+
+def test_empty_split(sib200, data_root, tmp_path):
+    root = _copy_lang(data_root, tmp_path)
+    path = root / "sib200/eng_Latn/train.tsv"
+    path.write_text(path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match="empty split"):
+        TaskData(sib200, root).load("eng_Latn", "train")
+
+
+def test_data_root_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("XPE_BENCH_DATA", str(tmp_path))
+    assert resolve_data_root() == tmp_path.resolve()
+    explicit = tmp_path / "explicit"
+    explicit.mkdir()
+    assert resolve_data_root(explicit) == explicit.resolve()
+    with pytest.raises(UserInputError, match="--data-dir: data directory .* does not exist"):
+        resolve_data_root(tmp_path / "nope")
+    monkeypatch.setenv("XPE_BENCH_DATA", str(tmp_path / "missing"))
+    with pytest.raises(UserInputError, match=r"\$XPE_BENCH_DATA"):
+        resolve_data_root()
+
+
+def test_hub_path_is_used_without_local_root(sib200, monkeypatch):
+    """Without a data root the hub dataset is asked for (unreachable here: a clear error, not a crash)."""
+    calls = []
+
+    def fake_load_dataset(name, config, split):
+        calls.append((name, config, split))
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr("xpe_bench.tasks.datasets.load_dataset", fake_load_dataset)
+    with pytest.raises(UserInputError, match="could not load Davlan/sib200"):
+        TaskData(sib200, None).load("eng_Latn", "dev")
+    assert calls == [("Davlan/sib200", "eng_Latn", "validation")]
