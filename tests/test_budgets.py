@@ -58,7 +58,7 @@ def test_invalid_budget_files_are_rejected_clearly(tmp_path, text, message):
 
 
 def test_unknown_preset():
-    with pytest.raises(UserInputError, match="unknown budget 'huge'.*smoke"):
+    with pytest.raises(UserInputError, match=r"unknown budget 'huge'.*smoke"):
         load_budget("huge")
 
 

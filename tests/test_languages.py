@@ -85,5 +85,5 @@ def test_resolve_mixes_groups_and_codes_without_duplicates(sib200):
 
 
 def test_resolve_unknown_name_lists_groups(sib200):
-    with pytest.raises(UserInputError, match="neither a language code nor a group.*low-performing"):
+    with pytest.raises(UserInputError, match=r"neither a language code nor a group.*low-performing"):
         sib200.resolve("eng_Latn,klingon", option="--targets")

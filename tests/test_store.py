@@ -56,3 +56,13 @@ def test_macro_f1_against_hand_computed():
     # label 0: tp1 fp1 fn1 -> 0.5; label 1: tp2 fp1 fn0 -> 0.8; label 2: tp0 fp0 fn1 -> 0
     assert macro_f1(gold, pred, 3) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
     assert language_metrics(gold, pred, 3)["accuracy"] == pytest.approx(0.6)
+
+
+def test_abstention_is_stored_as_minus_one_and_counts_wrong(tmp_path):
+    store = RunStore(tmp_path / "run")
+    scores = np.array([[-np.inf, -np.inf], [0.0, 1.0]], dtype=np.float32)
+    store.write_predictions("xx_Latn", ["a", "b"], [0, 1], scores)
+    rows = store.read_predictions("xx_Latn")
+    assert [r["pred"] for r in rows] == [-1, 1]
+    assert rows[0]["scores"] == [None, None]
+    assert store.compute_metrics(2)["xx_Latn"]["accuracy"] == pytest.approx(0.5)

@@ -82,7 +82,7 @@ def test_data_root_resolution_order(tmp_path, monkeypatch):
     explicit = tmp_path / "explicit"
     explicit.mkdir()
     assert resolve_data_root(explicit) == explicit.resolve()
-    with pytest.raises(UserInputError, match="--data-dir: data directory .* does not exist"):
+    with pytest.raises(UserInputError, match=r"--data-dir: data directory .* does not exist"):
         resolve_data_root(tmp_path / "nope")
     monkeypatch.setenv("XPE_BENCH_DATA", str(tmp_path / "missing"))
     with pytest.raises(UserInputError, match=r"\$XPE_BENCH_DATA"):

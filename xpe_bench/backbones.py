@@ -84,6 +84,8 @@ class Backbone:
     weights_sha256: str
     """sha256 over the folder's weight files, or :data:`RANDOM_INIT_SHA256`."""
     source: str
+    location: str = ""
+    """What ``from_pretrained`` loaded: a local folder or a hub id (to load other heads of the same model)."""
 
     def input_embeddings(self) -> torch.nn.Embedding:
         """The word-embedding table (what soft prompts are initialised from and live next to)."""
@@ -292,6 +294,7 @@ def load_backbone(
         pooling=pooling,
         weights_sha256=sha,
         source=source,
+        location=str(folder) if folder is not None else name,
     )
 
 

@@ -109,9 +109,13 @@ def run(
     ] = None,
 ) -> None:
     """Train METHOD on the sources and evaluate it on every target language."""
+    from transformers.utils import logging as transformers_logging
+
     from xpe_bench.budgets import load_budget
     from xpe_bench.report import RichProgress, print_run_result
     from xpe_bench.runner import Reporters, Runner, RunRequest
+
+    transformers_logging.disable_progress_bar()  # our own bars show the phases
 
     chosen = load_budget(budget).with_overrides(
         train_per_lang=train_per_lang, test_per_lang=test_per_lang, max_steps=max_steps, batch_size=batch_size

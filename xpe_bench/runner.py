@@ -144,10 +144,10 @@ class Runner:
         method.setup(backbone, task)
         manifest["method"]["parameters"] = method.parameter_report().to_dict()
 
-        reused_state = store.has_state or not spec.trains
-        if store.has_state:
+        reused_state = store.has_state
+        if reused_state:
             method.load_state_dict(store.load_state())
-        elif spec.trains:
+        else:
             self._fit(method, store, manifest, train, dev, budget, request.seed)
         manifest["data"]["files"] = dict(sorted(data.fingerprints.items()))
         manifest["timings"]["backbone_load_seconds"] = backbone_seconds

@@ -36,6 +36,8 @@ STATE = "state.safetensors"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions"
 FIT_DIR = "fit"
+ABSTAIN = -1
+"""The stored prediction of a method that gave no answer (e.g. an unmappable LLM output): always wrong."""
 
 
 def canonical_json(data: Any) -> str:
@@ -124,10 +126,16 @@ class RunStore:
     def write_predictions(
         self, lang: str, ids: Sequence[str], gold: Sequence[int], scores: np.ndarray
     ) -> None:
-        predicted = scores.argmax(axis=1)
+        """Store one language's predictions; an all ``-inf`` row is an abstention, stored as ``pred = -1``."""
+        predicted = np.where(np.isneginf(scores).all(axis=1), ABSTAIN, scores.argmax(axis=1))
         lines = [
             canonical_json(
-                {"id": i, "gold": int(g), "pred": int(p), "scores": [round(float(s), 6) for s in row]}
+                {
+                    "id": i,
+                    "gold": int(g),
+                    "pred": int(p),
+                    "scores": [round(float(s), 6) if np.isfinite(s) else None for s in row],
+                }
             )
             for i, g, p, row in zip(ids, gold, predicted, scores, strict=True)
         ]

@@ -69,6 +69,8 @@ class TaskSpec:
     default_sources: str
     default_targets: str
     citation: str = ""
+    label_descriptions: tuple[str, ...] = ()
+    """Natural-language description per label (same order), for zero-shot methods; defaults to the names."""
     test_only: tuple[str, ...] = ()
     """Languages without training data: valid targets, never sources."""
     definition_sha256: str = ""
@@ -99,6 +101,7 @@ class TaskSpec:
             description=raw.get("description", ""),
             citation=raw.get("citation", ""),
             labels=labels,
+            label_descriptions=_label_descriptions(raw, labels),
             languages=LanguageTable(languages, groups),
             fields=dict(raw["fields"]),
             local=LocalLayout(
@@ -132,6 +135,14 @@ class TaskSpec:
             "hub_id": self.hub.id if self.hub else None,
             "definition_sha256": self.definition_sha256,
         }
+
+
+def _label_descriptions(raw: Mapping[str, Any], labels: tuple[str, ...]) -> tuple[str, ...]:
+    given = raw.get("label_descriptions", {})
+    unknown = set(given) - set(labels)
+    if unknown:
+        raise ValueError(f"label_descriptions for unknown labels {sorted(unknown)}")
+    return tuple(given.get(label, label) for label in labels)
 
 
 def builtin_task_specs() -> list[TaskSpec]:

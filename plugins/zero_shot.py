@@ -1,0 +1,138 @@
+"""``zero-shot``: no labelled task data at all.
+
+Two scorers, chosen by the backbone unless the ``scoring`` option says otherwise:
+
+* ``embedding`` (encoders trained for sentence similarity, such as E5): embed each label's natural-language
+  description (``label_descriptions`` in the task file) and every text with the backbone's pooling; the score
+  of a label is the cosine similarity. Text features are cached like ``head-only``'s.
+* ``cloze`` (backbones with a masked-language-model head, such as XLM-R): append
+  ``template`` (default ``" Topic: <mask>."``) to the text and score each label by the mean log-probability of
+  its verbalizer's first sub-word at the mask. The verbalizer is the first word of the label description.
+
+``auto`` picks ``cloze`` when the backbone's folder or hub id loads with an MLM head, else ``embedding``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForMaskedLM
+
+from xpe_bench.errors import UserInputError
+from xpe_bench.features import cached_features, compute_features
+from xpe_bench.hookspecs import hookimpl
+from xpe_bench.methods import FitContext, Method, MethodSpec, ParameterReport, parameter_report
+from xpe_bench.paths import cache_root
+from xpe_bench.training import Encoded, collate, inference_batches
+
+if TYPE_CHECKING:
+    import datasets
+
+    from xpe_bench.backbones import Backbone
+    from xpe_bench.budgets import Budget
+    from xpe_bench.tasks import TaskSpec
+
+SCORERS = ("auto", "embedding", "cloze")
+
+
+def _masked_lm(backbone: Backbone) -> torch.nn.Module | None:
+    """The backbone's MLM head model, or ``None`` when its checkpoint has none (e.g. E5)."""
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(backbone.location, output_loading_info=True)
+    except (OSError, ValueError):
+        return None
+    head_missing = any(key.startswith(("lm_head", "cls.")) for key in info["missing_keys"])
+    return None if head_missing else model.eval().requires_grad_(False)
+
+
+class ZeroShot(Method):
+    def setup(self, backbone: Backbone, task: TaskSpec) -> None:
+        scoring = self.options["scoring"]
+        if scoring not in SCORERS:
+            raise UserInputError(f"option scoring: {scoring!r}; valid: {', '.join(SCORERS)}")
+        self.backbone = backbone
+        self.task = task
+        for parameter in backbone.model.parameters():
+            parameter.requires_grad_(False)
+        self.mlm = _masked_lm(backbone) if scoring in ("auto", "cloze") else None
+        if scoring == "cloze" and self.mlm is None:
+            raise UserInputError(f"option scoring=cloze: backbone {backbone.name!r} has no masked-LM head")
+        self.scoring = "cloze" if self.mlm is not None else "embedding"
+
+    def fit(self, context: FitContext) -> dict[str, Any]:
+        return {"trained": False, "scoring": self.scoring}
+
+    def predict(self, data: datasets.Dataset, budget: Budget) -> np.ndarray:
+        if self.scoring == "cloze":
+            return self._cloze(list(data["text"]), budget)
+        return self._embedding(list(data["text"]), budget)
+
+    def _embedding(self, texts: list[str], budget: Budget) -> np.ndarray:
+        pooling = "first" if self.backbone.pooling == "cls" else "mean"
+        common = {"pooling": pooling, "max_length": budget.max_length, "batch_size": budget.eval_batch_size}
+        text_vectors = cached_features(
+            self.backbone, texts, cache_root(), precision=budget.precision, **common
+        )
+        label_vectors = compute_features(self.backbone, list(self.task.label_descriptions), **common)
+        text_vectors /= np.linalg.norm(text_vectors, axis=1, keepdims=True).clip(min=1e-12)
+        label_vectors /= np.linalg.norm(label_vectors, axis=1, keepdims=True).clip(min=1e-12)
+        return (text_vectors @ label_vectors.T).astype(np.float32)
+
+    @torch.inference_mode()
+    def _cloze(self, texts: list[str], budget: Budget) -> np.ndarray:
+        assert self.mlm is not None
+        tokenizer = self.backbone.tokenizer
+        verbalizers = []
+        for description in self.task.label_descriptions:
+            word = description.split(":")[0].split()[0]
+            verbalizers.append(tokenizer(" " + word, add_special_tokens=False)["input_ids"][0])
+        template = self.options["template"].replace("<mask>", tokenizer.mask_token)
+        # Truncate the text, never the template: the mask must survive.
+        template_ids = tokenizer(template, add_special_tokens=False)["input_ids"]
+        text_ids = tokenizer(
+            texts, add_special_tokens=False, truncation=True, max_length=budget.max_length - 2
+        )
+        rows = [
+            [tokenizer.cls_token_id, *ids, *template_ids, tokenizer.sep_token_id]
+            for ids in text_ids["input_ids"]
+        ]
+        encoded = Encoded(
+            ids=[np.asarray(r, dtype=np.int64) for r in rows], labels=np.zeros(len(rows), dtype=np.int64)
+        )
+        out = np.empty((len(texts), len(verbalizers)), dtype=np.float32)
+        for batch in inference_batches(encoded.lengths, budget.eval_batch_size):
+            input_ids, mask, _ = collate(encoded, batch, tokenizer.pad_token_id)
+            logits = self.mlm(input_ids=input_ids, attention_mask=mask).logits
+            at_mask = input_ids == tokenizer.mask_token_id
+            if not torch.equal(at_mask.sum(1), torch.ones(len(batch), dtype=torch.long)):
+                raise ValueError("every cloze input needs exactly one mask token; check the template")
+            log_probs = logits[at_mask].log_softmax(-1)[:, verbalizers]
+            out[batch] = log_probs.float().numpy()
+        return out
+
+    def parameter_report(self) -> ParameterReport:
+        modules: dict[str, torch.nn.Module] = {"encoder": self.backbone.model}
+        if self.mlm is not None:
+            modules["mlm"] = self.mlm
+        return parameter_report(modules)
+
+
+def _create(options: Mapping[str, Any]) -> ZeroShot:
+    return ZeroShot(options)
+
+
+@hookimpl
+def xpe_bench_methods() -> list[MethodSpec]:
+    defaults: dict[str, Any] = {"scoring": "auto", "template": " Topic: <mask>."}
+    return [
+        MethodSpec(
+            "zero-shot",
+            "no task data: label-description embedding similarity, or cloze scoring with an MLM head",
+            _create,
+            defaults,
+            trains=False,
+        )
+    ]

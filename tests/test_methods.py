@@ -1,0 +1,135 @@
+"""The built-in methods on the tiny random backbone: equivalences, controls, caching, zero-shot scorers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+from xpe_bench import features
+from xpe_bench.backbones import load_backbone
+from xpe_bench.budgets import load_budget
+from xpe_bench.plugins import load_registry
+from xpe_bench.runner import Runner, RunRequest
+from xpe_bench_plugins.prompt_tuning import split_tokens
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry()
+
+
+@pytest.fixture(autouse=True)
+def _cache(cache_dir, monkeypatch):
+    monkeypatch.setenv("XPE_BENCH_CACHE", str(cache_dir))
+
+
+def _run(registry, tmp_path, method, **overrides):
+    values = {
+        "task": "sib200",
+        "method": method,
+        "budget": load_budget("smoke"),
+        "seed": 3,
+        "runs_dir": tmp_path,
+        "backbone": "tiny-random",
+        "sources": "eng_Latn,fra_Latn",
+        "targets": "eng_Latn,yor_Latn",
+    }
+    values.update(overrides)
+    return Runner(registry).execute(RunRequest(**values))
+
+
+def _predictions(outcome):
+    return {lang: outcome.store.read_predictions(lang) for lang in sorted(outcome.metrics)}
+
+
+@pytest.mark.parametrize(
+    ("ratio", "expected"),
+    [(0.0, (20, 0)), (0.3, (14, 6)), (0.7, (6, 14)), (1.0, (0, 20)), (0.01, (19, 1)), (0.99, (1, 19))],
+)
+def test_dual_split_uses_the_papers_rounding(ratio, expected):
+    assert split_tokens(20, ratio) == expected
+
+
+@pytest.mark.parametrize(("end_point", "ratio"), [("spt", "0.0"), ("xpe", "1.0")])
+def test_dual_end_points_match_spt_and_xpe_exactly(registry, tmp_path, end_point, ratio):
+    plain = _run(registry, tmp_path / "a", end_point)
+    dual = _run(registry, tmp_path / "b", "dual", options={"ratio": ratio})
+    a, b = plain.store.load_state(), dual.store.load_state()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _predictions(plain) == _predictions(dual)
+
+
+def test_trainable_parameters_by_method(registry, tmp_path):
+    counts = {}
+    for method in ("spt", "xpe", "dual-30", "head-only", "full-ft"):
+        outcome = _run(registry, tmp_path / method, method)
+        counts[method] = outcome.manifest["method"]["parameters"]
+    hidden, labels = 32, 7
+    head = hidden * hidden + hidden + hidden * labels + labels
+    mlp = (hidden * 8 + 8) + (8 * 8 + 8) + (8 * hidden + hidden)
+    assert counts["spt"]["trainable"] == 20 * hidden + head
+    assert counts["xpe"]["trainable"] == 20 * hidden + mlp + head
+    assert counts["dual-30"]["trainable"] == 20 * hidden + mlp + head
+    assert counts["head-only"]["trainable"] == head
+    assert counts["full-ft"]["trainable"] == counts["full-ft"]["total"]
+    assert counts["spt"]["modules"]["encoder"]["trainable"] == 0
+
+
+def test_full_ft_updates_the_backbone(registry, tmp_path):
+    outcome = _run(registry, tmp_path, "full-ft")
+    state = outcome.store.load_state()
+    assert any(key.startswith("encoder.") for key in state)
+    original = load_backbone("tiny-random", registry.backbones, outcome.store.path.parent.parent / "unused")
+    name = "encoder.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(
+        state[name], dict(original.model.named_parameters())[name.removeprefix("encoder.")]
+    )
+
+
+def test_head_only_computes_features_once_across_seeds(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("XPE_BENCH_CACHE", str(tmp_path / "fresh-cache"))
+    calls = []
+    real = features.compute_features
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "compute_features", counting)
+    # tiny-random has a stable weights hash, so its features are cacheable like any real backbone's
+    first = _run(registry, tmp_path, "head-only", seed=1)
+    n_first = len(calls)
+    assert n_first == 4  # train, dev, and one test set per target language
+    second = _run(registry, tmp_path, "head-only", seed=2)
+    assert len(calls) == n_first  # every feature came from the cache
+    assert first.store.path != second.store.path
+    assert second.manifest["fit"]["steps_run"] == 4
+
+
+def test_zero_shot_embedding_scores_label_descriptions(registry, tmp_path):
+    outcome = _run(registry, tmp_path, "zero-shot")
+    assert outcome.manifest["fit"] == {"trained": False, "scoring": "embedding"}
+    rows = outcome.store.read_predictions("eng_Latn")
+    assert all(-1.0001 <= s <= 1.0001 for row in rows for s in row["scores"])  # cosine similarities
+    assert outcome.manifest["method"]["parameters"]["trainable"] == 0
+
+
+def test_zero_shot_cloze_with_an_mlm_head(registry, tmp_path, cache_dir):
+    tiny = load_backbone("tiny-random", registry.backbones, cache_dir)
+    folder = tmp_path / "tiny-mlm"
+    config = BertConfig(
+        **{k: v for k, v in tiny.model.config.to_dict().items() if k in BertConfig().to_dict()}
+    )
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny.location).save_pretrained(folder)
+    outcome = _run(registry, tmp_path / "runs", "zero-shot", backbone=str(folder))
+    assert outcome.manifest["fit"]["scoring"] == "cloze"
+    scores = np.array([row["scores"] for row in outcome.store.read_predictions("eng_Latn")])
+    assert scores.shape == (8, 7) and np.all(scores <= 0)  # log-probabilities
+    assert json.dumps(outcome.manifest)  # manifest stays JSON-able

@@ -1,0 +1,118 @@
+"""Frozen-backbone sentence features, computed once per (backbone, settings, texts) and cached on disk.
+
+Methods that never change the backbone (``head-only``, ``zero-shot``) only need its outputs. Computing them is
+almost all of their cost, so they are cached under ``$XPE_BENCH_CACHE/features/`` keyed by the backbone's
+weights hash, the pooling, the maximum length, the text prefix and the SHA-256 of the exact texts: a second
+seed, a second run or another method over the same texts costs a file read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+
+from xpe_bench.backbones import RANDOM_INIT_SHA256
+from xpe_bench.training import autocast, collate, encode, inference_batches
+
+if TYPE_CHECKING:
+    from xpe_bench.backbones import Backbone
+
+Pooling = Literal["mean", "first"]
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+    """Sentence vectors from token states: masked mean, or the first position (``<s>``)."""
+    if pooling == "first":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def _key(backbone: Backbone, texts: Sequence[str], pooling: str, max_length: int, prefix: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([backbone.weights_sha256, pooling, max_length, prefix]).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@torch.inference_mode()
+def compute_features(
+    backbone: Backbone,
+    texts: Sequence[str],
+    *,
+    pooling: Pooling,
+    max_length: int,
+    batch_size: int,
+    precision: str = "fp32",
+    prefix: str | None = None,
+) -> np.ndarray:
+    """``[len(texts), hidden]`` float32 features from the frozen backbone (in eval mode: no dropout)."""
+    prefix = backbone.text_prefix if prefix is None else prefix
+    encoded = encode(backbone.tokenizer, texts, [0] * len(texts), prefix=prefix, max_length=max_length)
+    model = backbone.model
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.empty((len(texts), backbone.hidden_size), dtype=np.float32)
+    for batch in inference_batches(encoded.lengths, batch_size):
+        input_ids, mask, _ = collate(encoded, batch, backbone.tokenizer.pad_token_id)
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        with autocast(precision):
+            hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        out[batch] = pool(hidden.float(), mask, pooling).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def cached_features(
+    backbone: Backbone,
+    texts: Sequence[str],
+    cache_dir: Path,
+    *,
+    pooling: Pooling,
+    max_length: int,
+    batch_size: int,
+    precision: str = "fp32",
+    prefix: str | None = None,
+) -> np.ndarray:
+    """:func:`compute_features`, read from / written to the on-disk cache (atomically)."""
+    prefix = backbone.text_prefix if prefix is None else prefix
+    if backbone.weights_sha256 in {RANDOM_INIT_SHA256, "unknown"}:  # no stable identity: never cache
+        return compute_features(
+            backbone,
+            texts,
+            pooling=pooling,
+            max_length=max_length,
+            batch_size=batch_size,
+            precision=precision,
+            prefix=prefix,
+        )
+    folder = cache_dir / "features" / backbone.weights_sha256[:16]
+    path = folder / f"{_key(backbone, texts, f'{pooling}/{precision}', max_length, prefix)}.npy"
+    if path.exists():
+        return np.load(path)
+    features = compute_features(
+        backbone,
+        texts,
+        pooling=pooling,
+        max_length=max_length,
+        batch_size=batch_size,
+        precision=precision,
+        prefix=prefix,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy.tmp")
+    with os.fdopen(fd, "wb") as handle:
+        np.save(handle, features)
+    os.replace(tmp, path)
+    return features
