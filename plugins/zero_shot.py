@@ -40,6 +40,8 @@ SCORERS = ("auto", "embedding", "cloze")
 
 def _masked_lm(backbone: Backbone) -> torch.nn.Module | None:
     """The backbone's MLM head model, or ``None`` when its checkpoint has none (e.g. E5)."""
+    if not backbone.location:  # an architecture-only backbone: no checkpoint to look in
+        return None
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(backbone.location, output_loading_info=True)
     except (OSError, ValueError):

@@ -112,3 +112,50 @@ def test_run_prints_tables_and_run_dir(tmp_path):
     assert "per Joshi class" in result.output and "unclassified" in result.output
     assert result.output.count("run directory:") == 2
     assert len(list(tmp_path.iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "trainable"),
+    [("spt", 1_077_255), ("xpe", 1_668_615), ("dual-30", 1_668_615), ("dual-70", 1_668_615)],
+)
+def test_inspect_gives_the_papers_parameter_counts_offline(method, trainable):
+    report = _json(
+        [
+            "inspect",
+            "--method",
+            method,
+            "--backbone",
+            "xlm-roberta-large",
+            "--random-init",
+            "--format",
+            "json",
+        ]
+    )
+    assert report["trainable"] == trainable
+    assert report["modules"]["encoder"] == {"total": 558_840_832, "trainable": 0}
+    assert report["modules"]["head"]["trainable"] == 1_056_775
+
+
+def test_inspect_breakdown_adds_up_and_unknown_backbone_is_a_user_error(monkeypatch):
+    report = _json(
+        [
+            "inspect",
+            "--method",
+            "dual-30",
+            "--backbone",
+            "xlm-roberta-base",
+            "--random-init",
+            "--format",
+            "json",
+        ]
+    )
+    modules = report["modules"]
+    assert (
+        modules["prompt.spt_table"]["total"] == 14 * 768 and modules["prompt.xpe_table"]["total"] == 6 * 768
+    )
+    top = [v["total"] for k, v in modules.items() if "." not in k]
+    assert sum(top) == report["total"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    result = runner.invoke(app, ["inspect", "--backbone", "no-such/model", "--random-init"])
+    assert result.exit_code == 2 and "no config available offline" in result.output

@@ -298,6 +298,80 @@ def load_backbone(
     )
 
 
+KNOWN_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "xlm-roberta-base": {
+        "model_type": "xlm-roberta",
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+    },
+    "xlm-roberta-large": {
+        "model_type": "xlm-roberta",
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+    },
+}
+"""Architectures known offline (their hub configs), so parameter counts need no download."""
+_XLMR_COMMON = {
+    "vocab_size": 250002,
+    "max_position_embeddings": 514,
+    "type_vocab_size": 1,
+    "layer_norm_eps": 1e-5,
+    "pad_token_id": 1,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+}
+
+
+def architecture_only(name: str, specs: Mapping[str, BackboneSpec], cache_dir: Path) -> Backbone:
+    """The backbone's architecture with unallocated (meta-device) weights: for counting parameters.
+
+    Needs no weights and no tokenizer: a registered name reads its prepared folder's config, a folder its
+    own, a name in :data:`KNOWN_ARCHITECTURES` (also with a ``FacebookAI/`` prefix) the built-in copy of
+    its hub config; any other hub id asks the hub for its config.
+    """
+    bare = name.removeprefix("FacebookAI/")
+    spec = specs.get(name)
+    if spec is not None:
+        config = AutoConfig.from_pretrained(spec.prepare(cache_dir))
+        text_prefix, pooling = spec.text_prefix, spec.pooling
+    elif Path(name).expanduser().is_dir():
+        config = AutoConfig.from_pretrained(Path(name).expanduser())
+        text_prefix, pooling = "", "mean"
+    elif bare in KNOWN_ARCHITECTURES:
+        known = dict(KNOWN_ARCHITECTURES[bare])
+        config = AutoConfig.for_model(known.pop("model_type"), **_XLMR_COMMON, **known)
+        text_prefix, pooling = "", "mean"
+    else:
+        try:
+            config = AutoConfig.from_pretrained(name)
+        except (OSError, ValueError) as err:
+            known_names = ", ".join([*sorted(specs), *KNOWN_ARCHITECTURES])
+            raise UserInputError(
+                f"backbone {name!r}: no config available offline (known: {known_names}) and the hub "
+                f"could not be asked: {err}"
+            ) from err
+        text_prefix, pooling = "", "mean"
+    with torch.device("meta"):
+        model = AutoModel.from_config(config, **_model_kwargs(config))
+    return Backbone(
+        name=name,
+        model=model,
+        tokenizer=None,  # type: ignore[arg-type]  # counting parameters needs no tokenizer
+        hidden_size=config.hidden_size,
+        text_prefix=text_prefix,
+        pooling=pooling,
+        weights_sha256=RANDOM_INIT_SHA256,
+        source=f"architecture:{name}",
+        location="",
+    )
+
+
 def _load(ref: str, random_init: bool, *, failure: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load model and tokenizer from a folder or hub id; ``failure`` begins the message of a load error."""
     try:

@@ -7,6 +7,7 @@ exit code 2; finished results are never touched by such an error.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable
 from enum import StrEnum
@@ -228,6 +229,47 @@ def prepare(
         raise UserInputError(f"unknown backbone {backbone!r}; registered: {', '.join(registry.backbones)}")
     folder = registry.backbones[backbone].prepare(cache_root())
     console.print(f"{backbone} ready at {folder}")
+
+
+@app.command()
+@user_errors
+def inspect(
+    method: Annotated[str, typer.Option(help="method name")] = "spt",
+    backbone: Annotated[str, typer.Option(help="registered name, folder, or hub id")] = "me5-small",
+    task: Annotated[str, typer.Option(help="task (sets the number of labels)")] = "sib200",
+    random_init: Annotated[
+        bool, typer.Option("--random-init", help="architecture only: no weights are read or downloaded")
+    ] = False,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="method option key=value")
+    ] = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Total and trainable parameters of METHOD on BACKBONE, per module."""
+    from xpe_bench.backbones import architecture_only, load_backbone
+    from xpe_bench.paths import cache_root
+    from xpe_bench.report import emit
+
+    registry = _registry()
+    spec, task_spec = registry.method(method), registry.task(task)
+    if random_init:
+        loaded = architecture_only(backbone, registry.backbones, cache_root())
+    else:
+        loaded = load_backbone(backbone, registry.backbones, cache_root())
+    instance = spec.create(_parse_options(option or []))
+    instance.setup(loaded, task_spec)
+    report = instance.parameter_report().to_dict()
+    if fmt == OutputFormat.json:
+        header = {"method": method, "backbone": backbone, "task": task, "num_labels": task_spec.num_labels}
+        console.print_json(json.dumps(header | report))
+        return
+    rows = [{"module": name, **counts} for name, counts in report["modules"].items()]
+    rows.append({"module": "all", "total": report["total"], "trainable": report["trainable"]})
+    title = (
+        f"{method} on {backbone} ({task_spec.num_labels} labels): {report['trainable']:,} trainable of "
+        f"{report['total']:,} ({report['trainable_percent']:.3f}%)"
+    )
+    emit(console, rows, fmt, title, ["module", "total", "trainable"])
 
 
 @app.command()

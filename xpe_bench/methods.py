@@ -86,23 +86,36 @@ class ParameterReport:
 
 
 def parameter_report(modules: Mapping[str, torch.nn.Module]) -> ParameterReport:
-    """Count parameters per named module (shared parameters are counted once, in the first module)."""
+    """Count parameters per named module and per direct child (``encoder.embeddings``, ``prompt.spt_table``).
+
+    Shared parameters are counted once, where first met. ``modules`` holds the top-level rows; the
+    breakdown rows (with a dot in the name) add up to their top-level row.
+    """
     seen: set[int] = set()
-    per_module: dict[str, tuple[int, int]] = {}
-    for name, module in modules.items():
+
+    def count(parameters: list[torch.nn.Parameter]) -> tuple[int, int]:
         total = trainable = 0
-        for parameter in module.parameters():
+        for parameter in parameters:
             if id(parameter) in seen:
                 continue
             seen.add(id(parameter))
             total += parameter.numel()
             trainable += parameter.numel() if parameter.requires_grad else 0
-        per_module[name] = (total, trainable)
-    return ParameterReport(
-        total=sum(t for t, _ in per_module.values()),
-        trainable=sum(r for _, r in per_module.values()),
-        modules=per_module,
-    )
+        return total, trainable
+
+    rows: dict[str, tuple[int, int]] = {}
+    for name, module in modules.items():
+        parts: dict[str, tuple[int, int]] = {}
+        for param_name, parameter in module.named_parameters(recurse=False):
+            parts[f"{name}.{param_name}"] = count([parameter])
+        for child_name, child in module.named_children():
+            parts[f"{name}.{child_name}"] = count(list(child.parameters()))
+        parts = {k: v for k, v in parts.items() if v[0]}
+        rows[name] = (sum(t for t, _ in parts.values()), sum(r for _, r in parts.values()))
+        if len(parts) > 1:
+            rows.update(parts)
+    top = [v for k, v in rows.items() if "." not in k]
+    return ParameterReport(total=sum(t for t, _ in top), trainable=sum(r for _, r in top), modules=rows)
 
 
 class Method(ABC):

@@ -104,7 +104,6 @@ class TorchMethod(Method):
         self.backbone = backbone
         self.task = task
         self.model, self.groups = self.build(backbone, task.num_labels)
-        self._pad_id = backbone.tokenizer.pad_token_id
 
     def build(
         self, backbone: Backbone, num_labels: int
@@ -129,7 +128,7 @@ class TorchMethod(Method):
             self.encode(context.dev, context.budget),
             budget=context.budget,
             seed=context.seed,
-            pad_id=self._pad_id,
+            pad_id=self.backbone.tokenizer.pad_token_id,
             workdir=context.workdir,
             progress=context.progress,
         )
@@ -138,7 +137,7 @@ class TorchMethod(Method):
         return training.predict_scores(
             self.model,
             self.encode(data, budget),
-            pad_id=self._pad_id,
+            pad_id=self.backbone.tokenizer.pad_token_id,
             batch_size=budget.eval_batch_size,
             precision=budget.precision,
         )
