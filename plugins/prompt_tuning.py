@@ -109,6 +109,10 @@ class PromptTuning(TorchMethod):
         return model, {role: params for role, params in groups.items() if params}
 
 
+TARGET_STAGE = {"xpe_dropout": 0.0}
+"""The paper trains the XPE encoder with dropout 0.1 on the sources and 0.0 on a target language."""
+
+
 def _options(ratio: float) -> dict[str, Any]:
     return {
         "num_tokens": 20,
@@ -133,22 +137,14 @@ def _create(options: Mapping[str, Any]) -> PromptTuning:
 
 @hookimpl
 def xpe_bench_methods() -> list[MethodSpec]:
+    presets = [
+        ("spt", 0.0, "standard soft prompt (20 virtual tokens) + head, frozen backbone"),
+        ("xpe", 1.0, "Cross-Prompt Encoder: prompt table through a token-wise MLP, frozen backbone"),
+        ("dual", 0.5, "dual soft prompt: SPT tokens then XPE tokens, encoder ratio `ratio`"),
+        ("dual-30", 0.3, "DUAL with encoder ratio 0.3 (14 SPT + 6 XPE tokens)"),
+        ("dual-70", 0.7, "DUAL with encoder ratio 0.7 (6 SPT + 14 XPE tokens)"),
+    ]
     return [
-        MethodSpec(
-            "spt", "standard soft prompt (20 virtual tokens) + head, frozen backbone", _create, _options(0.0)
-        ),
-        MethodSpec(
-            "xpe",
-            "Cross-Prompt Encoder: prompt table through a token-wise MLP, frozen backbone",
-            _create,
-            _options(1.0),
-        ),
-        MethodSpec(
-            "dual",
-            "dual soft prompt: SPT tokens then XPE tokens, encoder ratio `ratio`",
-            _create,
-            _options(0.5),
-        ),
-        MethodSpec("dual-30", "DUAL with encoder ratio 0.3 (14 SPT + 6 XPE tokens)", _create, _options(0.3)),
-        MethodSpec("dual-70", "DUAL with encoder ratio 0.7 (6 SPT + 14 XPE tokens)", _create, _options(0.7)),
+        MethodSpec(name, description, _create, _options(ratio), target_stage=TARGET_STAGE)
+        for name, ratio, description in presets
     ]

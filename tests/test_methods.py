@@ -39,7 +39,8 @@ def _run(registry, tmp_path, method, **overrides):
         "targets": "eng_Latn,yor_Latn",
     }
     values.update(overrides)
-    return Runner(registry).execute(RunRequest(**values))
+    (outcome,) = Runner(registry).execute(RunRequest(**values))
+    return outcome
 
 
 def _predictions(outcome):

@@ -40,7 +40,7 @@ def _request(tmp_path, **overrides):
 
 def test_run_writes_everything_and_reuses_finished_work(registry, tmp_path):
     runner = Runner(registry)
-    outcome = runner.execute(_request(tmp_path))
+    outcome = runner.execute(_request(tmp_path))[0]
     path = outcome.store.path
     manifest = outcome.manifest
     assert manifest["status"] == "complete"
@@ -55,23 +55,23 @@ def test_run_writes_everything_and_reuses_finished_work(registry, tmp_path):
     assert outcome.metrics["kat_Geor"]["n"] == 8
     assert not outcome.reused_state
 
-    again = runner.execute(_request(tmp_path))
+    again = runner.execute(_request(tmp_path))[0]
     assert again.store.path == path
     assert again.reused_state and sorted(again.reused_languages) == ["eng_Latn", "kat_Geor"]
     assert again.metrics == outcome.metrics
 
-    more = runner.execute(_request(tmp_path, targets="eng_Latn,kat_Geor,yor_Latn"))
+    more = runner.execute(_request(tmp_path, targets="eng_Latn,kat_Geor,yor_Latn"))[0]
     assert more.reused_state and sorted(more.reused_languages) == ["eng_Latn", "kat_Geor"]
     assert sorted(more.manifest["targets"]) == ["eng_Latn", "kat_Geor", "yor_Latn"]
 
 
 def test_other_seed_is_another_run_with_the_same_examples(registry, tmp_path):
     runner = Runner(registry)
-    one = runner.execute(_request(tmp_path, seed=1))
-    two = runner.execute(_request(tmp_path, seed=2))
+    one = runner.execute(_request(tmp_path, seed=1))[0]
+    two = runner.execute(_request(tmp_path, seed=2))[0]
     assert one.store.path != two.store.path
     assert one.manifest["data"]["train_ids_sha256"] == two.manifest["data"]["train_ids_sha256"]
-    spt = runner.execute(_request(tmp_path, method="xpe"))
+    spt = runner.execute(_request(tmp_path, method="xpe"))[0]
     assert spt.manifest["data"]["train_ids_sha256"] == one.manifest["data"]["train_ids_sha256"]
     ids = [[r["id"] for r in run.store.read_predictions("kat_Geor")] for run in (one, two, spt)]
     assert ids[0] == ids[1] == ids[2]
@@ -79,7 +79,7 @@ def test_other_seed_is_another_run_with_the_same_examples(registry, tmp_path):
 
 def test_interrupted_training_resumes_to_the_same_result(registry, tmp_path, monkeypatch):
     budget = load_budget("smoke").with_overrides(max_steps=6)
-    reference = Runner(registry).execute(_request(tmp_path / "ref", budget=budget))
+    reference = Runner(registry).execute(_request(tmp_path / "ref", budget=budget))[0]
 
     real = training.clip_grad
     calls = {"n": 0}
@@ -94,7 +94,7 @@ def test_interrupted_training_resumes_to_the_same_result(registry, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         Runner(registry).execute(_request(tmp_path / "cut", budget=budget))
     monkeypatch.setattr(training, "clip_grad", real)
-    resumed = Runner(registry).execute(_request(tmp_path / "cut", budget=budget))
+    resumed = Runner(registry).execute(_request(tmp_path / "cut", budget=budget))[0]
     assert resumed.manifest["fit"]["resumed_from_step"] == 4
     assert resumed.manifest["fit"]["steps_run"] == 6
     ref_state, new_state = reference.store.load_state(), resumed.store.load_state()
@@ -105,7 +105,7 @@ def test_interrupted_training_resumes_to_the_same_result(registry, tmp_path, mon
 
 
 def test_reloaded_state_repredicts_stored_predictions_exactly(registry, tmp_path):
-    outcome = Runner(registry).execute(_request(tmp_path, method="xpe"))
+    outcome = Runner(registry).execute(_request(tmp_path, method="xpe"))[0]
     from xpe_bench.backbones import load_backbone
     from xpe_bench.paths import cache_root, resolve_data_root
     from xpe_bench.tasks import TaskData

@@ -108,8 +108,18 @@ def run(
     option: Annotated[
         list[str] | None, typer.Option("--option", "-o", help="method option key=value (repeatable)")
     ] = None,
+    regime: Annotated[str, typer.Option(help="zero-shot-xlt, supervised or in-language")] = "zero-shot-xlt",
+    init_from: Annotated[Path | None, typer.Option(help="supervised: the source-stage run directory")] = None,
+    init_parts: Annotated[
+        str, typer.Option(help="supervised: auto (the prompt if there is one, as the paper), prompt, all")
+    ] = "auto",
 ) -> None:
-    """Train METHOD on the sources and evaluate it on every target language."""
+    """Train METHOD and evaluate it on every target language.
+
+    Regimes: zero-shot-xlt trains on --sources and tests every target with no target data; supervised starts
+    from a source-stage run (--init-from) and trains on each target's own split; in-language trains and
+    tests each target alone.
+    """
     from transformers.utils import logging as transformers_logging
 
     from xpe_bench.budgets import load_budget
@@ -136,19 +146,26 @@ def run(
             targets=targets,
             data_dir=data_dir,
             options=options,
+            regime=regime,
+            init_from=init_from,
+            init_parts=init_parts,
         )
-        console.rule(f"{method} on {task} · backbone {backbone} · budget {chosen.name} · seed {one_seed}")
-        outcome = runner.execute(request)
-        if outcome.reused_state:
-            console.print("[dim]reused the stored trained state[/]")
-        if outcome.reused_languages:
-            console.print(f"[dim]reused stored predictions for {len(outcome.reused_languages)} languages[/]")
-        print_run_result(console, outcome.metrics, outcome.task.languages, title=f"{method} seed {one_seed}")
-        timings = outcome.manifest["timings"]
-        console.print(
-            f"train {timings['train_seconds']:.0f} s · evaluate {timings['eval_seconds']:.0f} s · "
-            f"run directory: [bold]{outcome.store.path}[/]"
+        console.rule(
+            f"{method} on {task} · {regime} · backbone {backbone} · budget {chosen.name} · seed {one_seed}"
         )
+        outcomes = runner.execute(request)
+        metrics = {lang: m for outcome in outcomes for lang, m in outcome.metrics.items()}
+        reused = sum(outcome.reused_state for outcome in outcomes)
+        if reused:
+            console.print(f"[dim]reused the stored trained state of {reused} of {len(outcomes)} run(s)[/]")
+        reused_languages = sum(len(outcome.reused_languages) for outcome in outcomes)
+        if reused_languages:
+            console.print(f"[dim]reused stored predictions for {reused_languages} languages[/]")
+        print_run_result(console, metrics, outcomes[0].task.languages, title=f"{method} seed {one_seed}")
+        train_s = sum(o.manifest["timings"]["train_seconds"] for o in outcomes)
+        eval_s = sum(o.manifest["timings"]["eval_seconds"] for o in outcomes)
+        where = outcomes[0].store.path if len(outcomes) == 1 else f"{len(outcomes)} runs in {runs_dir}"
+        console.print(f"train {train_s:.0f} s · evaluate {eval_s:.0f} s · run directory: [bold]{where}[/]")
 
 
 @app.command()

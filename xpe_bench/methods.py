@@ -158,6 +158,9 @@ class MethodSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """Every option the method accepts, with its default; unknown options are rejected."""
     trains: bool = True
+    target_stage: Mapping[str, Any] = field(default_factory=dict)
+    """Option values for training on a target language (supervised / in-language regimes), e.g. the
+    paper's XPE dropout of 0 in the target stage. Explicit user options still win."""
     version: str = "1"
     """Bump when a change alters results, so stored runs are not silently reused."""
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 import transformers
 
 from xpe_bench.backbones import Backbone, load_backbone
@@ -29,7 +30,10 @@ from xpe_bench.provenance import git_commit, hardware, package_versions
 from xpe_bench.store import RunStore, config_key
 from xpe_bench.tasks import TaskData, TaskSpec
 
-REGIME = "zero-shot-xlt"
+REGIMES = ("zero-shot-xlt", "supervised", "in-language")
+"""zero-shot-xlt: train on the sources, test every target with no target data; supervised: start from a
+source-stage run, then train on each target's own split; in-language: train and test on each target alone."""
+INIT_PARTS = ("auto", "prompt", "all")
 MANIFEST_SCHEMA = 1
 
 
@@ -45,6 +49,20 @@ class RunRequest:
     targets: str | None = None
     data_dir: Path | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    regime: str = "zero-shot-xlt"
+    init_from: Path | None = None
+    init_parts: str = "auto"
+
+
+@dataclass
+class SourceStage:
+    """What a supervised run starts from: (part of) a finished zero-shot-xlt run's trained state."""
+
+    key: str
+    path: str
+    parts: str
+    backbone_sha256: str
+    state: dict[str, torch.Tensor]
 
 
 @dataclass
@@ -103,40 +121,119 @@ class Runner:
         target_codes = task.languages.resolve(targets or task.default_targets, option="--targets")
         return source_codes, target_codes
 
-    def execute(self, request: RunRequest) -> RunOutcome:
+    def execute(self, request: RunRequest) -> list[RunOutcome]:
+        """Run the request's regime: one run (zero-shot-xlt) or one run per target language."""
+        if request.regime not in REGIMES:
+            raise UserInputError(f"--regime: {request.regime!r}; valid: {', '.join(REGIMES)}")
         task = self.registry.task(request.task)
         spec = self.registry.method(request.method)
-        options = spec.resolve_options(request.options)
-        sources, targets = self.resolve_languages(task, request.sources, request.targets)
+        if request.regime == "zero-shot-xlt":
+            if request.init_from is not None:
+                raise UserInputError("--init-from is only used with --regime supervised")
+            sources, targets = self.resolve_languages(task, request.sources, request.targets)
+            options = spec.resolve_options(request.options)
+            return [self._run(request, task, spec, options, sources, targets, None)]
+        if request.sources is not None:
+            raise UserInputError(
+                f"--sources is not used with --regime {request.regime}: every target language trains on "
+                "its own training split"
+            )
+        targets = task.languages.resolve(request.targets or task.default_targets, option="--targets")
+        no_train = [lang for lang in targets if lang in task.test_only]
+        if no_train:
+            raise UserInputError(
+                f"--targets: {no_train} have no training data in {task.name}, so --regime {request.regime} "
+                "cannot train on them; leave them out"
+            )
+        # The target stage's own option values (e.g. no XPE dropout); the user's options still win.
+        options = spec.resolve_options({**spec.target_stage, **request.options})
+        init = self._source_stage(request, task, spec) if request.regime == "supervised" else None
+        return [self._run(request, task, spec, options, [lang], [lang], init) for lang in targets]
+
+    def _source_stage(self, request: RunRequest, task: TaskSpec, spec: MethodSpec) -> SourceStage:
+        if request.init_from is None:
+            raise UserInputError(
+                "--regime supervised needs --init-from RUN_DIR (a finished zero-shot-xlt run)"
+            )
+        source = RunStore(request.init_from)
+        manifest = source.read_manifest()
+        if manifest is None or not source.has_state:
+            raise UserInputError(f"--init-from: {request.init_from} is not a finished run directory")
+        problems = []
+        if manifest["regime"] != "zero-shot-xlt":
+            problems.append(f"its regime is {manifest['regime']}, not zero-shot-xlt")
+        if manifest["method"]["name"] != spec.name:
+            problems.append(f"it ran method {manifest['method']['name']}, not {spec.name}")
+        if manifest["task"]["name"] != task.name:
+            problems.append(f"it ran task {manifest['task']['name']}, not {task.name}")
+        if problems:
+            raise UserInputError(f"--init-from {request.init_from}: " + "; ".join(problems))
+        if request.init_parts not in INIT_PARTS:
+            raise UserInputError(f"--init-parts: {request.init_parts!r}; valid: {', '.join(INIT_PARTS)}")
+        state = source.load_state()
+        parts = request.init_parts
+        if parts == "auto":  # the paper: only the prompt module comes from the source stage
+            parts = "prompt" if any(k.startswith("prompt.") for k in state) else "all"
+        if parts == "prompt":
+            state = {k: v for k, v in state.items() if k.startswith("prompt.")}
+            if not state:
+                raise UserInputError(
+                    f"--init-parts prompt: the run in {request.init_from} has no prompt module"
+                )
+        return SourceStage(
+            key=manifest["key"],
+            path=str(request.init_from),
+            parts=parts,
+            backbone_sha256=manifest["backbone"]["weights_sha256"],
+            state=state,
+        )
+
+    def _run(
+        self,
+        request: RunRequest,
+        task: TaskSpec,
+        spec: MethodSpec,
+        options: dict[str, Any],
+        sources: list[str],
+        targets: list[str],
+        init: SourceStage | None,
+    ) -> RunOutcome:
         data = TaskData(task, resolve_data_root(request.data_dir))
         budget = request.budget
-
         train = _concat([_subset(data, lang, "train", budget.train_per_lang, budget) for lang in sources])
         dev = _concat([_subset(data, lang, "dev", budget.dev_per_lang, budget) for lang in sources])
 
         started = time.perf_counter()
         backbone = load_backbone(request.backbone, self.registry.backbones, cache_root())
         backbone_seconds = time.perf_counter() - started
+        if init is not None and init.backbone_sha256 != backbone.weights_sha256:
+            raise UserInputError(f"--init-from {init.path}: it was trained on other backbone weights")
 
         identity = {
             "task": {"name": task.name, "version": task.version, "definition_sha256": task.definition_sha256},
             "method": {"name": spec.name, "version": spec.version, "options": options},
             "backbone": {"name": backbone.name, "weights_sha256": backbone.weights_sha256},
             "budget": budget.fingerprint,
-            "regime": REGIME,
+            "regime": request.regime,
             "sources": sources,
             "seed": request.seed,
             "train_ids_sha256": _ids_digest(train),
             "dev_ids_sha256": _ids_digest(dev),
         }
+        if init is not None:
+            identity["init_from"] = {"key": init.key, "parts": init.parts}
         backbone_label = backbone.name.replace("/", "_")
-        label = f"{task.name}-{spec.name}-{backbone_label}-{budget.name.split('+')[0]}-s{request.seed}"
-        store = RunStore.for_identity(request.runs_dir, identity, label)
+        label = f"{task.name}-{spec.name}-{backbone_label}-{budget.name.split('+')[0]}"
+        if request.regime != "zero-shot-xlt":
+            label += f"-{request.regime}-{sources[0]}"
+        store = RunStore.for_identity(request.runs_dir, identity, f"{label}-s{request.seed}")
         manifest = store.read_manifest()
         if manifest is not None and manifest.get("key") != config_key(identity):
             raise RuntimeError(f"{store.path} holds a different configuration; refusing to overwrite it")
         if manifest is None:
             manifest = self._new_manifest(request, identity, task, spec, backbone, budget, sources)
+            if init is not None:
+                manifest["init_from"] = {"key": init.key, "path": init.path, "parts": init.parts}
             store.write_manifest(manifest)
 
         transformers.set_seed(request.seed)
@@ -148,6 +245,8 @@ class Runner:
         if reused_state:
             method.load_state_dict(store.load_state())
         else:
+            if init is not None:
+                method.load_state_dict(method.state_dict() | init.state)
             self._fit(method, store, manifest, train, dev, budget, request.seed)
         manifest["data"]["files"] = dict(sorted(data.fingerprints.items()))
         manifest["timings"]["backbone_load_seconds"] = backbone_seconds
@@ -195,7 +294,7 @@ class Runner:
             "backbone": backbone.describe(),
             "budget": budget.to_dict() | {"fingerprint": budget.fingerprint},
             "seed": request.seed,
-            "regime": REGIME,
+            "regime": request.regime,
             "sources": sources,
             "targets": [],
             "data": {

@@ -1,0 +1,105 @@
+"""Supervised and in-language regimes on the tiny random backbone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xpe_bench.budgets import load_budget
+from xpe_bench.errors import UserInputError
+from xpe_bench.plugins import load_registry
+from xpe_bench.runner import Runner, RunRequest
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry()
+
+
+@pytest.fixture(autouse=True)
+def _cache(cache_dir, monkeypatch):
+    monkeypatch.setenv("XPE_BENCH_CACHE", str(cache_dir))
+
+
+def _request(tmp_path, **overrides):
+    values = {
+        "task": "sib200",
+        "method": "xpe",
+        "budget": load_budget("smoke"),
+        "seed": 1,
+        "runs_dir": tmp_path / "runs",
+        "backbone": "tiny-random",
+        "sources": "eng_Latn",
+        "targets": "eng_Latn",
+    }
+    values.update(overrides)
+    return RunRequest(**values)
+
+
+def test_in_language_trains_each_target_on_itself(registry, tmp_path):
+    outcomes = Runner(registry).execute(
+        _request(tmp_path, regime="in-language", sources=None, targets="yor_Latn,kat_Geor")
+    )
+    assert [o.manifest["sources"] for o in outcomes] == [["yor_Latn"], ["kat_Geor"]]
+    assert [list(o.metrics) for o in outcomes] == [["yor_Latn"], ["kat_Geor"]]
+    assert all(o.manifest["regime"] == "in-language" for o in outcomes)
+    assert all(o.manifest["method"]["options"]["xpe_dropout"] == 0.0 for o in outcomes)  # target stage
+    assert len({o.store.path for o in outcomes}) == 2
+
+
+def test_supervised_starts_from_the_source_prompt_with_a_fresh_head(registry, tmp_path):
+    (source,) = Runner(registry).execute(_request(tmp_path))
+    frozen = load_budget("smoke").with_overrides(
+        learning_rates={"prompt": 0.0, "prompt_encoder": 0.0, "head": 0.0}, max_steps=1
+    )
+    (target,) = Runner(registry).execute(
+        _request(
+            tmp_path,
+            regime="supervised",
+            sources=None,
+            targets="yor_Latn",
+            init_from=source.store.path,
+            budget=frozen,
+        )
+    )
+    assert target.manifest["init_from"]["key"] == source.manifest["key"]
+    assert target.manifest["init_from"]["parts"] == "prompt"
+    before, after = source.store.load_state(), target.store.load_state()
+    prompt_keys = [k for k in before if k.startswith("prompt.")]
+    assert prompt_keys and all(torch.equal(before[k], after[k]) for k in prompt_keys)
+    assert not torch.equal(before["head.dense.weight"], after["head.dense.weight"])
+
+
+def test_supervised_init_all_copies_the_head_too(registry, tmp_path):
+    (source,) = Runner(registry).execute(_request(tmp_path))
+    frozen = load_budget("smoke").with_overrides(
+        learning_rates={"prompt": 0.0, "prompt_encoder": 0.0, "head": 0.0}, max_steps=1
+    )
+    (target,) = Runner(registry).execute(
+        _request(
+            tmp_path,
+            regime="supervised",
+            sources=None,
+            targets="yor_Latn",
+            init_from=source.store.path,
+            init_parts="all",
+            budget=frozen,
+        )
+    )
+    before, after = source.store.load_state(), target.store.load_state()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_regime_errors_are_user_errors(registry, tmp_path):
+    runner = Runner(registry)
+    with pytest.raises(UserInputError, match="needs --init-from"):
+        runner.execute(_request(tmp_path, regime="supervised", sources=None))
+    with pytest.raises(UserInputError, match="--sources is not used"):
+        runner.execute(_request(tmp_path, regime="in-language"))
+    with pytest.raises(UserInputError, match="--regime: 'few-shot'"):
+        runner.execute(_request(tmp_path, regime="few-shot"))
+    (source,) = runner.execute(_request(tmp_path, method="spt"))
+    with pytest.raises(UserInputError, match="it ran method spt, not xpe"):
+        runner.execute(_request(tmp_path, regime="supervised", sources=None, init_from=source.store.path))
+    with pytest.raises(UserInputError, match="not a finished run directory"):
+        runner.execute(_request(tmp_path, regime="supervised", sources=None, init_from=tmp_path))
