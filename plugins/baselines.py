@@ -85,13 +85,7 @@ class HeadOnly(Method):
 
     def _features(self, data: datasets.Dataset, budget: Budget) -> torch.Tensor:
         features = cached_features(
-            self.backbone,
-            data["text"],
-            self.cache,
-            pooling=self.options["pooling"],
-            max_length=budget.max_length,
-            batch_size=budget.eval_batch_size,
-            precision=budget.precision,
+            self.backbone, data["text"], self.cache, pooling=self.options["pooling"], budget=budget
         )
         return torch.from_numpy(features)
 

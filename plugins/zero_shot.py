@@ -74,11 +74,10 @@ class ZeroShot(Method):
 
     def _embedding(self, texts: list[str], budget: Budget) -> np.ndarray:
         pooling = "first" if self.backbone.pooling == "cls" else "mean"
-        common = {"pooling": pooling, "max_length": budget.max_length, "batch_size": budget.eval_batch_size}
-        text_vectors = cached_features(
-            self.backbone, texts, cache_root(), precision=budget.precision, **common
+        text_vectors = cached_features(self.backbone, texts, cache_root(), pooling=pooling, budget=budget)
+        label_vectors = compute_features(
+            self.backbone, list(self.task.label_descriptions), pooling=pooling, budget=budget
         )
-        label_vectors = compute_features(self.backbone, list(self.task.label_descriptions), **common)
         text_vectors /= np.linalg.norm(text_vectors, axis=1, keepdims=True).clip(min=1e-12)
         label_vectors /= np.linalg.norm(label_vectors, axis=1, keepdims=True).clip(min=1e-12)
         return (text_vectors @ label_vectors.T).astype(np.float32)

@@ -134,3 +134,22 @@ def test_zero_shot_cloze_with_an_mlm_head(registry, tmp_path, cache_dir):
     scores = np.array([row["scores"] for row in outcome.store.read_predictions("eng_Latn")])
     assert scores.shape == (8, 7) and np.all(scores <= 0)  # log-probabilities
     assert json.dumps(outcome.manifest)  # manifest stays JSON-able
+
+
+def test_fast_mode_holds_the_frozen_backbone_in_bf16_and_trains_in_fp32(registry, tmp_path):
+    fast = load_budget("smoke").with_overrides(precision="bf16", frozen_backbone_dtype="bf16")
+    outcome = _run(registry, tmp_path, "xpe", budget=fast)
+    state = outcome.store.load_state()
+    assert state and all(tensor.dtype == torch.float32 for tensor in state.values())
+    assert outcome.manifest["budget"]["frozen_backbone_dtype"] == "bf16"
+    reference = _run(registry, tmp_path / "fp32", "xpe")
+    agree = np.mean(
+        [
+            a["pred"] == b["pred"]
+            for lang in outcome.metrics
+            for a, b in zip(
+                outcome.store.read_predictions(lang), reference.store.read_predictions(lang), strict=True
+            )
+        ]
+    )
+    assert agree >= 0.75  # same seed, same examples: bf16 storage changes rounding, not the model

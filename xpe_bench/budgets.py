@@ -70,6 +70,10 @@ class Budget:
     early_stopping_after: float = 0.5
     """... but only after this fraction of the steps."""
     precision: Literal["fp32", "bf16"] = "fp32"
+    """Compute precision: ``bf16`` runs forward passes under bf16 autocast (the paper's ``bf16=True``)."""
+    frozen_backbone_dtype: Literal["fp32", "bf16"] = "fp32"
+    """Storage of a *frozen* backbone: ``bf16`` holds its weights in bf16 (half the memory traffic) while
+    trainable parameters and optimizer state stay fp32. Ignored by methods that train the backbone."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -93,6 +97,8 @@ class Budget:
             problems.append(f"schedule must be one of {SCHEDULES}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {PRECISIONS}")
+        if self.frozen_backbone_dtype not in PRECISIONS:
+            problems.append(f"frozen_backbone_dtype must be one of {PRECISIONS}")
         unknown = set(self.learning_rates) - set(ROLES)
         if unknown:
             problems.append(f"learning_rates has unknown roles {sorted(unknown)}; roles: {ROLES}")

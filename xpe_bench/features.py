@@ -24,6 +24,7 @@ from xpe_bench.training import autocast, collate, encode, inference_batches
 
 if TYPE_CHECKING:
     from xpe_bench.backbones import Backbone
+    from xpe_bench.budgets import Budget
 
 Pooling = Literal["mean", "first"]
 
@@ -36,9 +37,9 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Te
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-def _key(backbone: Backbone, texts: Sequence[str], pooling: str, max_length: int, prefix: str) -> str:
+def _key(backbone: Backbone, texts: Sequence[str], settings: Sequence[object]) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps([backbone.weights_sha256, pooling, max_length, prefix]).encode())
+    digest.update(json.dumps([backbone.weights_sha256, *settings]).encode())
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
@@ -47,27 +48,24 @@ def _key(backbone: Backbone, texts: Sequence[str], pooling: str, max_length: int
 
 @torch.inference_mode()
 def compute_features(
-    backbone: Backbone,
-    texts: Sequence[str],
-    *,
-    pooling: Pooling,
-    max_length: int,
-    batch_size: int,
-    precision: str = "fp32",
-    prefix: str | None = None,
+    backbone: Backbone, texts: Sequence[str], *, pooling: Pooling, budget: Budget, prefix: str | None = None
 ) -> np.ndarray:
-    """``[len(texts), hidden]`` float32 features from the frozen backbone (in eval mode: no dropout)."""
+    """``[len(texts), hidden]`` float32 features from the frozen backbone (in eval mode: no dropout).
+
+    The backbone is held in the budget's ``frozen_backbone_dtype`` and run under its ``precision``.
+    """
     prefix = backbone.text_prefix if prefix is None else prefix
-    encoded = encode(backbone.tokenizer, texts, [0] * len(texts), prefix=prefix, max_length=max_length)
+    encoded = encode(backbone.tokenizer, texts, [0] * len(texts), prefix=prefix, max_length=budget.max_length)
     model = backbone.model
+    model.to(torch.bfloat16 if budget.frozen_backbone_dtype == "bf16" else torch.float32)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = np.empty((len(texts), backbone.hidden_size), dtype=np.float32)
-    for batch in inference_batches(encoded.lengths, batch_size):
+    for batch in inference_batches(encoded.lengths, budget.eval_batch_size):
         input_ids, mask, _ = collate(encoded, batch, backbone.tokenizer.pad_token_id)
         input_ids, mask = input_ids.to(device), mask.to(device)
-        with autocast(precision):
+        with autocast(budget.precision):
             hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         out[batch] = pool(hidden.float(), mask, pooling).cpu().numpy()
     model.train(was_training)
@@ -80,36 +78,23 @@ def cached_features(
     cache_dir: Path,
     *,
     pooling: Pooling,
-    max_length: int,
-    batch_size: int,
-    precision: str = "fp32",
-    prefix: str | None = None,
+    budget: Budget,
 ) -> np.ndarray:
     """:func:`compute_features`, read from / written to the on-disk cache (atomically)."""
-    prefix = backbone.text_prefix if prefix is None else prefix
     if backbone.weights_sha256 in {RANDOM_INIT_SHA256, "unknown"}:  # no stable identity: never cache
-        return compute_features(
-            backbone,
-            texts,
-            pooling=pooling,
-            max_length=max_length,
-            batch_size=batch_size,
-            precision=precision,
-            prefix=prefix,
-        )
+        return compute_features(backbone, texts, pooling=pooling, budget=budget)
+    settings = [
+        pooling,
+        budget.max_length,
+        budget.precision,
+        budget.frozen_backbone_dtype,
+        backbone.text_prefix,
+    ]
     folder = cache_dir / "features" / backbone.weights_sha256[:16]
-    path = folder / f"{_key(backbone, texts, f'{pooling}/{precision}', max_length, prefix)}.npy"
+    path = folder / f"{_key(backbone, texts, settings)}.npy"
     if path.exists():
         return np.load(path)
-    features = compute_features(
-        backbone,
-        texts,
-        pooling=pooling,
-        max_length=max_length,
-        batch_size=batch_size,
-        precision=precision,
-        prefix=prefix,
-    )
+    features = compute_features(backbone, texts, pooling=pooling, budget=budget)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy.tmp")
     with os.fdopen(fd, "wb") as handle:

@@ -83,7 +83,7 @@ class EncoderClassifier(nn.Module):
             attention_mask = torch.cat([ones, attention_mask], dim=1)
         hidden = self.encoder(inputs_embeds=embeddings, attention_mask=attention_mask).last_hidden_state
         position = 0 if self.read == "first" else self.num_virtual_tokens
-        return self.head(hidden[:, position])
+        return self.head(hidden[:, position].to(self.head.dense.weight.dtype))
 
 
 def hidden_dropout(backbone: Backbone) -> float:
@@ -110,6 +110,12 @@ class TorchMethod(Method):
     ) -> tuple[EncoderClassifier, dict[str, list[nn.Parameter]]]:
         raise NotImplementedError
 
+    def apply_storage(self, budget: Budget) -> None:
+        """Hold a frozen backbone in the budget's storage dtype (trainable parameters stay fp32)."""
+        frozen = not any(p.requires_grad for p in self.model.encoder.parameters())
+        dtype = torch.bfloat16 if frozen and budget.frozen_backbone_dtype == "bf16" else torch.float32
+        self.model.encoder.to(dtype)
+
     def encode(self, data: datasets.Dataset, budget: Budget) -> training.Encoded:
         # The prompt's virtual tokens come on top of max_length, as in the paper (164 + 20).
         return training.encode(
@@ -121,6 +127,7 @@ class TorchMethod(Method):
         )
 
     def fit(self, context: FitContext) -> dict[str, Any]:
+        self.apply_storage(context.budget)
         return training.fit(
             self.model,
             self.groups,
@@ -134,6 +141,7 @@ class TorchMethod(Method):
         )
 
     def predict(self, data: datasets.Dataset, budget: Budget) -> np.ndarray:
+        self.apply_storage(budget)
         return training.predict_scores(
             self.model,
             self.encode(data, budget),
