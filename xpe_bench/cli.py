@@ -105,6 +105,10 @@ def run(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="override: optimizer steps")] = None,
     batch_size: Annotated[int | None, typer.Option(help="override: training batch size")] = None,
+    precision: Annotated[str | None, typer.Option(help="override: compute precision, fp32 or bf16")] = None,
+    frozen_backbone_dtype: Annotated[
+        str | None, typer.Option(help="override: storage of a frozen backbone, fp32 or bf16")
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", "-o", help="method option key=value (repeatable)")
     ] = None,
@@ -129,7 +133,12 @@ def run(
     transformers_logging.disable_progress_bar()  # our own bars show the phases
 
     chosen = load_budget(budget).with_overrides(
-        train_per_lang=train_per_lang, test_per_lang=test_per_lang, max_steps=max_steps, batch_size=batch_size
+        train_per_lang=train_per_lang,
+        test_per_lang=test_per_lang,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        precision=precision,
+        frozen_backbone_dtype=frozen_backbone_dtype,
     )
     seeds = _parse_seeds(seed)
     options = _parse_options(option or [])

@@ -352,5 +352,7 @@ class Runner:
             scores = method.predict(test, budget)
             store.write_predictions(lang, test["id"], test["label"], scores)
             manifest["timings"]["eval_seconds"] += time.perf_counter() - started
+            manifest["status"] = "evaluating"
+            store.write_manifest(manifest)  # an interruption keeps the time spent so far
             self.reporters.evaluate.advance(len(test), lang=lang)
         self.reporters.evaluate.finish()
