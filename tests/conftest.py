@@ -27,3 +27,16 @@ def data_root() -> Path:
     if root is None:
         pytest.fail("the tests need the shared data mirror (../shared/data) or $XPE_BENCH_DATA")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test caches into the session cache, never into the user's ~/.cache."""
+    monkeypatch.setenv("XPE_BENCH_CACHE", str(cache_dir))
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from xpe_bench.plugins import load_registry
+
+    return load_registry()

@@ -12,11 +12,6 @@ from xpe_bench.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _cache(cache_dir, monkeypatch):
-    monkeypatch.setenv("XPE_BENCH_CACHE", str(cache_dir))
-
-
 def _json(args):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -12,19 +12,8 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 from xpe_bench import features
 from xpe_bench.backbones import load_backbone
 from xpe_bench.budgets import load_budget
-from xpe_bench.plugins import load_registry
 from xpe_bench.runner import Runner, RunRequest
 from xpe_bench_plugins.prompt_tuning import split_tokens
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_registry()
-
-
-@pytest.fixture(autouse=True)
-def _cache(cache_dir, monkeypatch):
-    monkeypatch.setenv("XPE_BENCH_CACHE", str(cache_dir))
 
 
 def _run(registry, tmp_path, method, **overrides):

@@ -7,18 +7,7 @@ import torch
 
 from xpe_bench.budgets import load_budget
 from xpe_bench.errors import UserInputError
-from xpe_bench.plugins import load_registry
 from xpe_bench.runner import Runner, RunRequest
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_registry()
-
-
-@pytest.fixture(autouse=True)
-def _cache(cache_dir, monkeypatch):
-    monkeypatch.setenv("XPE_BENCH_CACHE", str(cache_dir))
 
 
 def _request(tmp_path, **overrides):
@@ -47,47 +36,30 @@ def test_in_language_trains_each_target_on_itself(registry, tmp_path):
     assert len({o.store.path for o in outcomes}) == 2
 
 
-def test_supervised_starts_from_the_source_prompt_with_a_fresh_head(registry, tmp_path):
+@pytest.mark.parametrize("parts", ["auto", "all"])
+def test_supervised_starts_from_the_source_stage(registry, tmp_path, parts):
+    """auto (the paper): the source prompt and a fresh head; all: the head is copied too."""
     (source,) = Runner(registry).execute(_request(tmp_path))
     frozen = load_budget("smoke").with_overrides(
         learning_rates={"prompt": 0.0, "prompt_encoder": 0.0, "head": 0.0}, max_steps=1
     )
-    (target,) = Runner(registry).execute(
-        _request(
-            tmp_path,
-            regime="supervised",
-            sources=None,
-            targets="yor_Latn",
-            init_from=source.store.path,
-            budget=frozen,
-        )
+    supervised = _request(
+        tmp_path,
+        regime="supervised",
+        sources=None,
+        targets="yor_Latn",
+        init_from=source.store.path,
+        init_parts=parts,
+        budget=frozen,
     )
+    (target,) = Runner(registry).execute(supervised)
     assert target.manifest["init_from"]["key"] == source.manifest["key"]
-    assert target.manifest["init_from"]["parts"] == "prompt"
+    assert target.manifest["init_from"]["parts"] == ("prompt" if parts == "auto" else "all")
     before, after = source.store.load_state(), target.store.load_state()
     prompt_keys = [k for k in before if k.startswith("prompt.")]
     assert prompt_keys and all(torch.equal(before[k], after[k]) for k in prompt_keys)
-    assert not torch.equal(before["head.dense.weight"], after["head.dense.weight"])
-
-
-def test_supervised_init_all_copies_the_head_too(registry, tmp_path):
-    (source,) = Runner(registry).execute(_request(tmp_path))
-    frozen = load_budget("smoke").with_overrides(
-        learning_rates={"prompt": 0.0, "prompt_encoder": 0.0, "head": 0.0}, max_steps=1
-    )
-    (target,) = Runner(registry).execute(
-        _request(
-            tmp_path,
-            regime="supervised",
-            sources=None,
-            targets="yor_Latn",
-            init_from=source.store.path,
-            init_parts="all",
-            budget=frozen,
-        )
-    )
-    before, after = source.store.load_state(), target.store.load_state()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    head_copied = torch.equal(before["head.dense.weight"], after["head.dense.weight"])
+    assert head_copied == (parts == "all")
 
 
 def test_regime_errors_are_user_errors(registry, tmp_path):

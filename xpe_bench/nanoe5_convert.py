@@ -52,12 +52,7 @@ _Q4_0_BLOCK = np.dtype([("scale", "<f2"), ("nibbles", "u1", Q4_BLOCK_SIZE // 2)]
 _SPECIAL_PIECES = ("<s>", "<pad>", "</s>", "<unk>")
 """Hugging Face ids 0..3 of XLM-R; ``<mask>`` is the last id (250001)."""
 
-_TOKENIZER_CONFIG: dict[str, Any] = {
-    # Only keys that transformers 4.57 and 5.x both understand (5.x's save_pretrained writes keys such as
-    # "backend" and "TokenizersBackend" that 4.x cannot resolve). The fast tokenizer comes from
-    # tokenizer.json in both versions; 4.x's slow tokenizer uses sentencepiece.bpe.model.
-    "tokenizer_class": "XLMRobertaTokenizer",
-    "model_max_length": 512,
+XLMR_SPECIAL_TOKENS = {
     "bos_token": "<s>",
     "eos_token": "</s>",
     "unk_token": "<unk>",
@@ -65,6 +60,16 @@ _TOKENIZER_CONFIG: dict[str, Any] = {
     "pad_token": "<pad>",
     "cls_token": "<s>",
     "mask_token": "<mask>",
+}
+"""XLM-R's special tokens (also used by the tiny test backbone's byte-level vocabulary)."""
+
+_TOKENIZER_CONFIG: dict[str, Any] = {
+    # Only keys that transformers 4.57 and 5.x both understand (5.x's save_pretrained writes keys such as
+    # "backend" and "TokenizersBackend" that 4.x cannot resolve). The fast tokenizer comes from
+    # tokenizer.json in both versions; 4.x's slow tokenizer uses sentencepiece.bpe.model.
+    "tokenizer_class": "XLMRobertaTokenizer",
+    "model_max_length": 512,
+    **XLMR_SPECIAL_TOKENS,
 }
 
 
