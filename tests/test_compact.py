@@ -1,0 +1,53 @@
+"""Compact run files: small, deterministic, and faithful to the run they copy."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from xpe_bench.budgets import load_budget
+from xpe_bench.compact import export_run, materialize, read_compact
+from xpe_bench.errors import UserInputError
+from xpe_bench.runner import Runner, RunRequest
+from xpe_bench.store import RunStore
+
+
+@pytest.fixture
+def finished_run(registry, tmp_path):
+    request = RunRequest(
+        task="sib200",
+        method="spt",
+        budget=load_budget("smoke"),
+        seed=1,
+        runs_dir=tmp_path / "runs",
+        backbone="tiny-random",
+        sources="eng_Latn",
+        targets="eng_Latn,nqo_Nkoo,yor_Latn",
+    )
+    (outcome,) = Runner(registry).execute(request)
+    return outcome.store
+
+
+def test_export_is_deterministic_and_roundtrips(finished_run, tmp_path):
+    first = export_run(finished_run.path, tmp_path / "a")
+    second = export_run(finished_run.path, tmp_path / "b")
+    assert first.read_bytes() == second.read_bytes()
+    payload = read_compact(first)
+    assert payload["manifest"]["key"] == finished_run.read_manifest()["key"]
+    assert set(payload["predictions"]) == {"eng_Latn", "nqo_Nkoo", "yor_Latn"}
+
+    restored = RunStore(materialize(first, tmp_path / "restored"))
+    for lang in ("eng_Latn", "nqo_Nkoo"):
+        original = [(r["id"], r["gold"], r["pred"]) for r in finished_run.read_predictions(lang)]
+        assert [(r["id"], r["gold"], r["pred"]) for r in restored.read_predictions(lang)] == original
+    assert restored.compute_metrics(7) == finished_run.compute_metrics(7)
+
+
+def test_unfinished_or_foreign_files_are_rejected(finished_run, tmp_path):
+    with pytest.raises(UserInputError, match="not a finished run"):
+        export_run(tmp_path, tmp_path / "out")
+    bogus = tmp_path / "bogus.json.gz"
+    bogus.write_bytes(gzip.compress(b'{"format": "other"}'))
+    with pytest.raises(UserInputError, match="unknown compact format"):
+        read_compact(bogus)

@@ -1,0 +1,93 @@
+"""Compact, committable copies of finished runs (tens of kilobytes each).
+
+A run directory holds the trained state and every class score: too bulky for git. A compact file keeps what
+statistics and leaderboards need — the manifest, per-language metrics and every test item's gold and
+predicted label — as deterministic gzip-compressed JSON (``<run-name>.json.gz``). Labels are written as one
+character per item (``0``-``9``, ``-`` for an abstention) when a task has at most ten labels.
+
+``materialize`` turns a compact file back into a run directory (without state and scores), so every tool
+that reads run directories — ``compare``, ``leaderboard`` — reads compact files the same way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from xpe_bench.errors import UserInputError
+from xpe_bench.store import ABSTAIN, METRICS, RunStore, atomic_write_bytes, atomic_write_json, canonical_json
+
+FORMAT = "xpe-bench-compact/1"
+SUFFIX = ".json.gz"
+
+
+def _encode_labels(labels: list[int], num_labels: int) -> str | list[int]:
+    if num_labels > 10:
+        return labels
+    return "".join("-" if label == ABSTAIN else str(label) for label in labels)
+
+
+def _decode_labels(encoded: str | list[int]) -> list[int]:
+    if isinstance(encoded, list):
+        return encoded
+    return [ABSTAIN if char == "-" else int(char) for char in encoded]
+
+
+def export_run(run_dir: Path, out_dir: Path) -> Path:
+    """Write ``out_dir/<run-name>.json.gz`` for a finished run; returns its path."""
+    store = RunStore(run_dir)
+    manifest = store.read_manifest()
+    if manifest is None or manifest.get("status") != "complete":
+        raise UserInputError(f"{run_dir} is not a finished run (no complete manifest)")
+    num_labels = len(manifest["task"]["labels"])
+    predictions = {}
+    for lang in store.predicted_languages():
+        rows = store.read_predictions(lang)
+        predictions[lang] = {
+            "ids": [row["id"] for row in rows],
+            "gold": _encode_labels([row["gold"] for row in rows], num_labels),
+            "pred": _encode_labels([row["pred"] for row in rows], num_labels),
+        }
+    payload = {
+        "format": FORMAT,
+        "manifest": manifest,
+        "metrics": store.read_metrics(),
+        "predictions": predictions,
+    }
+    buffer = io.BytesIO()
+    # mtime=0 and no file name: the same run always compresses to the same bytes.
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as handle:
+        handle.write(canonical_json(payload).encode("utf-8"))
+    path = out_dir / f"{run_dir.name}{SUFFIX}"
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def read_compact(path: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{path} is not a compact run file: {exc}") from exc
+    if payload.get("format") != FORMAT:
+        raise UserInputError(f"{path}: unknown compact format {payload.get('format')!r}; expected {FORMAT}")
+    return payload
+
+
+def materialize(path: Path, into: Path) -> Path:
+    """Recreate a run directory (manifest, metrics, predictions without scores) from a compact file."""
+    payload = read_compact(path)
+    run_dir = into / path.name.removesuffix(SUFFIX)
+    store = RunStore(run_dir)
+    store.write_manifest(payload["manifest"])
+    atomic_write_json(run_dir / METRICS, payload["metrics"])
+    for lang, items in payload["predictions"].items():
+        gold, pred = _decode_labels(items["gold"]), _decode_labels(items["pred"])
+        lines = [
+            canonical_json({"id": i, "gold": g, "pred": p, "scores": None})
+            for i, g, p in zip(items["ids"], gold, pred, strict=True)
+        ]
+        atomic_write_bytes(store.predictions_path(lang), ("\n".join(lines) + "\n").encode("utf-8"))
+    return run_dir
