@@ -101,3 +101,24 @@ def test_hub_path_is_used_without_local_root(sib200, monkeypatch):
     with pytest.raises(UserInputError, match="could not load Davlan/sib200"):
         TaskData(sib200, None).load("eng_Latn", "dev")
     assert calls == [("Davlan/sib200", "eng_Latn", "validation")]
+
+
+def test_hub_class_label_ids_are_mapped_by_name(sib200, monkeypatch):
+    """Hub datasets may store labels as ClassLabel ids in their own order: map by name, not by position."""
+    import datasets
+
+    hub_order = list(reversed(sib200.labels))
+    fake = datasets.Dataset.from_dict(
+        {"index_id": [7, 9], "category": [0, 6], "text": ["a", "b"]},
+        features=datasets.Features(
+            {
+                "index_id": datasets.Value("int64"),
+                "category": datasets.ClassLabel(names=hub_order),
+                "text": datasets.Value("string"),
+            }
+        ),
+    )
+    monkeypatch.setattr("xpe_bench.tasks.datasets.load_dataset", lambda *args, **kwargs: fake)
+    loaded = TaskData(sib200, None).load("eng_Latn", "test")
+    assert loaded["id"] == ["7", "9"]
+    assert [sib200.labels[i] for i in loaded["label"]] == [hub_order[0], hub_order[6]]

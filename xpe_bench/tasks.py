@@ -36,11 +36,15 @@ class LocalLayout:
     path: str
     """Path template relative to the data root, with ``{lang}`` and ``{split}``."""
     format: str = "tsv"
-    quoting: bool = False
+    quoting: bool | Mapping[str, bool] = False
+    """CSV quote processing, for all splits or per split (AfriSenti quotes only its test files)."""
     split_names: Mapping[str, str] = field(default_factory=dict)
     """Our split name -> the file's split name (e.g. ``dev`` -> ``valid``)."""
     lang_dirs: Mapping[str, str] = field(default_factory=dict)
     """Language code -> folder name, where folders are not named by code."""
+
+    def quoting_for(self, split: str) -> bool:
+        return self.quoting if isinstance(self.quoting, bool) else bool(self.quoting.get(split, False))
 
     def file_for(self, root: Path, lang: str, split: str) -> Path:
         rel = self.path.format(lang=self.lang_dirs.get(lang, lang), split=self.split_names.get(split, split))
@@ -107,7 +111,7 @@ class TaskSpec:
             local=LocalLayout(
                 path=local["path"],
                 format=local.get("format", "tsv"),
-                quoting=bool(local.get("quoting", False)),
+                quoting=_quoting(local.get("quoting", False)),
                 split_names=dict(local.get("split_names", {})),
                 lang_dirs=dict(local.get("lang_dirs", {})),
             ),
@@ -135,6 +139,20 @@ class TaskSpec:
             "hub_id": self.hub.id if self.hub else None,
             "definition_sha256": self.definition_sha256,
         }
+
+
+def _quoting(raw: Any) -> bool | dict[str, bool]:
+    if isinstance(raw, bool):
+        return raw
+    if (
+        isinstance(raw, Mapping)
+        and set(raw) <= set(SPLITS)
+        and all(isinstance(v, bool) for v in raw.values())
+    ):
+        return dict(raw)
+    raise ValueError(
+        f"local.quoting must be true/false or a table of splits ({', '.join(SPLITS)}) to booleans"
+    )
 
 
 def _label_descriptions(raw: Mapping[str, Any], labels: tuple[str, ...]) -> tuple[str, ...]:
@@ -209,7 +227,7 @@ class TaskData:
         raw = path.read_bytes()
         self.fingerprints[str(path.relative_to(self.root))] = hashlib.sha256(raw).hexdigest()  # type: ignore[arg-type]
         delimiter = "\t" if self.task.local.format == "tsv" else ","
-        quoting = csv.QUOTE_MINIMAL if self.task.local.quoting else csv.QUOTE_NONE
+        quoting = csv.QUOTE_MINIMAL if self.task.local.quoting_for(split) else csv.QUOTE_NONE
         # StringIO(newline="") splits records only at \n/\r, never at U+2028 or U+0085 inside a text.
         text = io.StringIO(raw.decode("utf-8-sig"), newline="")
         reader = csv.reader(text, delimiter=delimiter, quoting=quoting)
@@ -271,7 +289,10 @@ class TaskData:
         self.fingerprints[f"hub:{hub.id}/{config}/{hub_split}"] = ds._fingerprint
         fields = self.task.fields
         label_ids = {label: i for i, label in enumerate(self.task.labels)}
-        labels = ds[fields["label"]]
+        labels = list(ds[fields["label"]])
+        feature = ds.features[fields["label"]]
+        if isinstance(feature, datasets.ClassLabel):  # stored as ids of the dataset's own label order
+            labels = [feature.int2str(label) for label in labels]
         bad = sorted({label for label in labels if label not in label_ids})
         if bad:
             raise UserInputError(f"{hub.id} ({config}, {hub_split}): unknown labels {bad}")
