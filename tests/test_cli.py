@@ -19,7 +19,19 @@ def _json(args):
 
 
 def test_every_command_has_help():
-    for command in ("run", "tasks", "methods", "budgets", "plugins", "languages", "backbones", "prepare"):
+    for command in (
+        "run",
+        "tasks",
+        "methods",
+        "budgets",
+        "plugins",
+        "languages",
+        "backbones",
+        "prepare",
+        "inspect",
+        "compare",
+        "leaderboard",
+    ):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage" in result.output

@@ -7,10 +7,10 @@ import gzip
 import pytest
 
 from xpe_bench.budgets import load_budget
-from xpe_bench.compact import export_run, materialize, read_compact
+from xpe_bench.compact import export_run, read_compact
+from xpe_bench.comparison import load_run
 from xpe_bench.errors import UserInputError
 from xpe_bench.runner import Runner, RunRequest
-from xpe_bench.store import RunStore
 
 
 @pytest.fixture
@@ -37,11 +37,13 @@ def test_export_is_deterministic_and_roundtrips(finished_run, tmp_path):
     assert payload["manifest"]["key"] == finished_run.read_manifest()["key"]
     assert set(payload["predictions"]) == {"eng_Latn", "nqo_Nkoo", "yor_Latn"}
 
-    restored = RunStore(materialize(first, tmp_path / "restored"))
-    for lang in ("eng_Latn", "nqo_Nkoo"):
-        original = [(r["id"], r["gold"], r["pred"]) for r in finished_run.read_predictions(lang)]
-        assert [(r["id"], r["gold"], r["pred"]) for r in restored.read_predictions(lang)] == original
-    assert restored.compute_metrics(7) == finished_run.compute_metrics(7)
+    from_compact, from_directory = load_run(first), load_run(finished_run.path)
+    assert from_compact.manifest == from_directory.manifest
+    assert from_compact.predictions.keys() == from_directory.predictions.keys()
+    for lang, items in from_directory.predictions.items():
+        restored = from_compact.predictions[lang]
+        assert restored.ids == items.ids, lang
+        assert (restored.gold == items.gold).all() and (restored.pred == items.pred).all(), lang
 
 
 def test_unfinished_or_foreign_files_are_rejected(finished_run, tmp_path):

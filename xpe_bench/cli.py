@@ -179,6 +179,20 @@ def run(
 
 @app.command()
 @user_errors
+def export(
+    runs: Annotated[list[Path], typer.Argument(help="finished run directories")],
+    out: Annotated[Path, typer.Option(help="folder for the compact files")] = Path("leaderboards/results"),
+) -> None:
+    """Write compact, committable copies of finished runs (manifest, metrics, per-item labels; .json.gz)."""
+    from xpe_bench.compact import export_run
+
+    for run_dir in runs:
+        path = export_run(run_dir, out)
+        console.print(f"{path}  ({path.stat().st_size / 1024:.0f} KiB)")
+
+
+@app.command()
+@user_errors
 def tasks(fmt: FormatOption = OutputFormat.table) -> None:
     """List the registered tasks."""
     from xpe_bench.report import emit
@@ -359,3 +373,6 @@ def main_options(
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
+
+
+from xpe_bench import cli_compare  # noqa: E402, F401  (registers the compare and leaderboard commands)

@@ -5,8 +5,8 @@ statistics and leaderboards need — the manifest, per-language metrics and ever
 predicted label — as deterministic gzip-compressed JSON (``<run-name>.json.gz``). Labels are written as one
 character per item (``0``-``9``, ``-`` for an abstention) when a task has at most ten labels.
 
-``materialize`` turns a compact file back into a run directory (without state and scores), so every tool
-that reads run directories — ``compare``, ``leaderboard`` — reads compact files the same way.
+``compare`` and ``leaderboard`` read compact files exactly like run directories
+(:func:`xpe_bench.comparison.load_run`).
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from xpe_bench.errors import UserInputError
-from xpe_bench.store import ABSTAIN, METRICS, RunStore, atomic_write_bytes, atomic_write_json, canonical_json
+from xpe_bench.store import ABSTAIN, RunStore, atomic_write_bytes, canonical_json
 
 FORMAT = "xpe-bench-compact/1"
 SUFFIX = ".json.gz"
 
 
-def _encode_labels(labels: list[int], num_labels: int) -> str | list[int]:
+def encode_labels(labels: list[int], num_labels: int) -> str | list[int]:
     if num_labels > 10:
         return labels
     return "".join("-" if label == ABSTAIN else str(label) for label in labels)
 
 
-def _decode_labels(encoded: str | list[int]) -> list[int]:
+def decode_labels(encoded: str | list[int]) -> list[int]:
     if isinstance(encoded, list):
         return encoded
     return [ABSTAIN if char == "-" else int(char) for char in encoded]
@@ -48,8 +48,8 @@ def export_run(run_dir: Path, out_dir: Path) -> Path:
         rows = store.read_predictions(lang)
         predictions[lang] = {
             "ids": [row["id"] for row in rows],
-            "gold": _encode_labels([row["gold"] for row in rows], num_labels),
-            "pred": _encode_labels([row["pred"] for row in rows], num_labels),
+            "gold": encode_labels([row["gold"] for row in rows], num_labels),
+            "pred": encode_labels([row["pred"] for row in rows], num_labels),
         }
     payload = {
         "format": FORMAT,
@@ -74,20 +74,3 @@ def read_compact(path: Path) -> dict[str, Any]:
     if payload.get("format") != FORMAT:
         raise UserInputError(f"{path}: unknown compact format {payload.get('format')!r}; expected {FORMAT}")
     return payload
-
-
-def materialize(path: Path, into: Path) -> Path:
-    """Recreate a run directory (manifest, metrics, predictions without scores) from a compact file."""
-    payload = read_compact(path)
-    run_dir = into / path.name.removesuffix(SUFFIX)
-    store = RunStore(run_dir)
-    store.write_manifest(payload["manifest"])
-    atomic_write_json(run_dir / METRICS, payload["metrics"])
-    for lang, items in payload["predictions"].items():
-        gold, pred = _decode_labels(items["gold"]), _decode_labels(items["pred"])
-        lines = [
-            canonical_json({"id": i, "gold": g, "pred": p, "scores": None})
-            for i, g, p in zip(items["ids"], gold, pred, strict=True)
-        ]
-        atomic_write_bytes(store.predictions_path(lang), ("\n".join(lines) + "\n").encode("utf-8"))
-    return run_dir

@@ -1,0 +1,283 @@
+"""``compare`` and ``leaderboard`` on small hand-written run directories (SIB-200 language codes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import xpe_bench.cli_compare  # noqa: F401  (registers compare and leaderboard on the app)
+from xpe_bench.cli import app
+from xpe_bench.compact import export_run
+from xpe_bench.comparison import prepare
+from xpe_bench.errors import UserInputError
+
+runner = CliRunner()
+
+LABELS = ["science/technology", "travel", "politics", "sports", "health", "entertainment", "geography"]
+SHOWCASE = (
+    *("eng_Latn", "zho_Hans", "hin_Deva", "rus_Cyrl", "kat_Geor", "tam_Taml", "swh_Latn"),
+    *("yor_Latn", "ibo_Latn", "bod_Tibt", "sin_Sinh", "run_Latn", "nqo_Nkoo", "kir_Cyrl"),
+)
+"""Two languages of every Joshi class (5 … 0) and two unclassified ones."""
+ITEMS = 40
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    method: str = "spt",
+    seed: int = 1,
+    accuracy: float = 0.6,
+    languages: tuple[str, ...] = SHOWCASE,
+    fingerprint: str = "a" * 64,
+    task_version: int = 1,
+    labels: list[str] = LABELS,
+    options: dict[str, Any] | None = None,
+    first_item: int = 0,
+    draw: str | None = None,
+) -> Path:
+    """A run directory by hand: manifest.json plus predictions/<lang>.jsonl (``draw`` seeds the errors)."""
+    run = root / name
+    (run / "predictions").mkdir(parents=True)
+    manifest = {
+        "status": "complete",
+        "key": hashlib.sha256(name.encode()).hexdigest(),
+        "task": {"name": "sib200", "version": task_version, "labels": labels},
+        "method": {"name": method, "options": options or {}, "parameters": {"total": 1000, "trainable": 42}},
+        "backbone": {"name": "me5-small", "weights_sha256": "b" * 64},
+        "budget": {"name": "quick", "fingerprint": fingerprint},
+        "seed": seed,
+        "regime": "zero-shot-xlt",
+        "sources": ["eng_Latn"],
+        "timings": {"train_seconds": 12.0 + seed, "eval_seconds": 3.0},
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256((draw or name).encode()).digest()[:8]))
+    for lang in languages:
+        ids = np.arange(first_item, first_item + ITEMS)
+        gold = ids % len(labels)
+        pred = np.where(rng.random(ITEMS) < accuracy, gold, (gold + 1) % len(labels))
+        lines = [
+            json.dumps({"id": str(i), "gold": int(g), "pred": int(p), "scores": None})
+            for i, g, p in zip(ids, gold, pred, strict=True)
+        ]
+        (run / "predictions" / f"{lang}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return run
+
+
+def _invoke(*args: Any, code: int = 0) -> str:
+    result = runner.invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def _text(*args: Any, code: int = 0) -> str:
+    """Terminal output with rich's line wrapping undone."""
+    return " ".join(_invoke(*args, code=code).split())
+
+
+def _json(*args: Any) -> dict[str, Any]:
+    return json.loads(_invoke(*args, "--format", "json"))
+
+
+# compare ----------------------------------------------------------------------------------------------------
+def test_compare_finds_a_clear_winner_on_every_language(tmp_path):
+    strong = write_run(tmp_path, "strong", method="xpe", accuracy=0.95)
+    weak = write_run(tmp_path, "weak", method="spt", accuracy=0.3)
+    report = _json("compare", strong, weak)
+    assert [row["language"] for row in report["rows"]][:2] == ["eng_Latn", "zho_Hans"]  # Joshi-5 first
+    assert {row["language"] for row in report["rows"]} == set(SHOWCASE)
+    assert {row["verdict"] for row in report["rows"]} == {"win"}
+    assert all(row["adjusted_p"] >= row["p_value"] for row in report["rows"])
+    assert report["overall"]["wins"] == len(SHOWCASE) and report["overall"]["difference"]["low"] > 0.4
+    assert report["overall"]["wilcoxon"]["p_value"] < 0.001
+    assert report["coverage"]["missing"] == {} and report["warnings"] == []
+    reverse = _json("compare", weak, strong, "--test", "bootstrap", "--correction", "bh")
+    assert {row["verdict"] for row in reverse["rows"]} == {"loss"}
+    assert reverse["rows"][0]["difference"]["value"] == pytest.approx(
+        -report["rows"][0]["difference"]["value"]
+    )
+
+
+def test_identical_predictions_are_ties_with_p_one(tmp_path):
+    a = write_run(tmp_path, "a", method="xpe", draw="same")
+    b = write_run(tmp_path, "b", method="spt", draw="same")
+    for test in ("mcnemar", "permutation", "bootstrap"):
+        report = _json("compare", a, b, "--test", test)
+        assert {row["p_value"] for row in report["rows"]} == {1.0}
+        assert {row["verdict"] for row in report["rows"]} == {"tie"}
+        assert report["overall"]["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+        assert report["overall"]["wilcoxon"]["p_value"] == 1.0
+
+
+def test_compare_by_joshi_class_and_group(tmp_path):
+    a = write_run(tmp_path, "a", method="xpe", accuracy=0.7)
+    b = write_run(tmp_path, "b", method="spt", accuracy=0.5)
+    joshi = _json("compare", a, b, "--by", "joshi")
+    assert [row["group"] for row in joshi["rows"]] == [
+        *(f"joshi-{k}" for k in range(5, -1, -1)),
+        "unclassified",
+    ]
+    assert {row["compared"] for row in joshi["rows"]} == {2}
+    groups = _json("compare", a, b, "--by", "group")
+    names = [row["group"] for row in groups["rows"]]
+    assert names[-1] == "all" and set(names) <= {
+        "low-performing",
+        "unseen",
+        "seen-wo-joshi5",
+        "all-wo-joshi5",
+        "all",
+    }
+    assert groups["rows"][-1]["compared"] == len(SHOWCASE) and groups["rows"][-1]["size"] == 205
+    markdown = _invoke("compare", a, b, "--by", "joshi", "--format", "md")
+    assert markdown.startswith("| Joshi class | langs |") and "| unclassified | 2/27 |" in markdown
+    assert "Wilcoxon signed-rank" in markdown and "minimum detectable effect" in markdown
+    table = _text("compare", a, b)
+    assert "A = xpe vs B = spt" in table and "14 languages compared" in table
+
+
+def test_incompatible_budgets_are_refused_without_force(tmp_path):
+    a = write_run(tmp_path, "a", method="xpe")
+    b = write_run(tmp_path, "b", method="spt", fingerprint="c" * 64)
+    message = _text("compare", a, b, code=2)
+    assert "budgets differ" in message and "--force" in message
+    _invoke("leaderboard", a, b, "--out", tmp_path / "board.md", code=2)
+    assert not (tmp_path / "board.md").exists()
+    forced = _json("compare", a, b, "--force")
+    assert any("budgets differ" in warning for warning in forced["warnings"])
+    _invoke("leaderboard", a, b, "--out", tmp_path / "board.md", "--force")
+    assert (
+        "> **Warning:** compared with --force although budgets differ" in (tmp_path / "board.md").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [({"task_version": 2}, "tasks differ"), ({"labels": LABELS[::-1]}, "label sets differ")],
+)
+def test_other_task_versions_or_label_sets_are_refused(tmp_path, change, problem):
+    a = write_run(tmp_path, "a", method="xpe")
+    b = write_run(tmp_path, "b", method="spt", **change)
+    assert problem in _text("compare", a, b, code=2)
+
+
+def test_coverage_when_runs_cover_different_languages(tmp_path):
+    a = write_run(tmp_path, "a", method="xpe")
+    b = write_run(tmp_path, "b", method="spt", languages=SHOWCASE[3:])
+    report = _json("compare", a, b)
+    assert set(report["coverage"]["compared"]) == set(SHOWCASE[3:])
+    assert report["coverage"]["missing"] == {"b": list(SHOWCASE[:3])}
+    assert [row["language"] for row in report["rows"]] == report["coverage"]["compared"]
+    assert report["overall"]["compared"] == len(SHOWCASE) - 3
+    text = _text("compare", a, b)
+    assert "11 languages compared" in text and "b lacks 3: eng_Latn, zho_Hans, hin_Deva" in text
+
+
+def test_different_test_items_need_force(tmp_path):
+    a = write_run(tmp_path, "a", method="xpe")
+    b = write_run(tmp_path, "b", method="spt", first_item=10)
+    assert "different items" in _text("compare", a, b, code=2)
+    report = _json("compare", a, b, "--force")
+    assert {row["n"] for row in report["rows"]} == {ITEMS - 10}
+    assert any("compared on the 30 test items" in warning for warning in report["warnings"])
+
+
+def test_seeds_form_one_system(tmp_path):
+    seeds = tmp_path / "xpe"
+    for seed in (1, 2, 3):
+        write_run(seeds, f"xpe-s{seed}", method="xpe", seed=seed, accuracy=0.8)
+    single = write_run(tmp_path, "spt", method="spt", accuracy=0.4)
+    report = _json("compare", seeds, single)
+    assert report["a"]["seeds"] == [1, 2, 3] and report["b"]["seeds"] == [1]
+    row = report["rows"][0]
+    assert len(row["seed_accuracy_a"]) == 3 and row["sd_a"] > 0 and row["sd_b"] is None
+    assert row["accuracy_a"]["value"] == pytest.approx(np.mean(row["seed_accuracy_a"]))
+    assert {row["verdict"] for row in report["rows"]} == {"win"}
+    assert "one seed" in _text("compare", seeds, single, "--test", "mcnemar", code=2)
+    assert "same configuration" in _text("compare", seeds / "xpe-s1", seeds / "xpe-s2", code=2)
+    write_run(seeds, "xpe-again", method="xpe", seed=2)
+    assert "same configuration and seed 2" in _text("compare", seeds, single, code=2)
+
+
+def test_compact_files_compare_like_run_directories(tmp_path):
+    a = write_run(tmp_path, "a", method="xpe", accuracy=0.7)
+    b = write_run(tmp_path, "b", method="spt", accuracy=0.5)
+    direct = _json("compare", a, b)
+    packed = _json("compare", export_run(a, tmp_path / "compact"), export_run(b, tmp_path / "compact"))
+    assert packed["rows"] == direct["rows"]
+    assert packed["a"]["runs"] == [str(tmp_path / "compact" / "a.json.gz")]
+
+
+def test_system_labels_tell_apart_options_of_one_method(tmp_path, registry):
+    short = write_run(tmp_path, "short", options={"num_tokens": 10})
+    long = write_run(tmp_path, "long", options={"num_tokens": 20})
+    comparison = prepare([short, long], registry=registry)
+    assert [system.label for system in comparison.systems] == ["spt (num_tokens=10)", "spt (num_tokens=20)"]
+    with pytest.raises(UserInputError, match="matches 2 systems"):
+        comparison.system("spt")
+    assert comparison.system("spt (num_tokens=20)").runs[0].path == long
+
+
+def test_bad_paths_and_references_exit_2(tmp_path):
+    a = write_run(tmp_path, "a", method="xpe")
+    assert "no such run" in _text("compare", a, tmp_path / "missing", code=2)
+    assert "no run directories" in _text("compare", a, tmp_path / "a" / "predictions", code=2)
+    assert "no system 'nope'" in _text(
+        "leaderboard", a, "--reference", "nope", "--out", tmp_path / "x.md", code=2
+    )
+    assert ".md" in _text("leaderboard", a, "--out", tmp_path / "x.txt", code=2)
+
+
+# leaderboard ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def three_systems(tmp_path: Path) -> list[Path]:
+    for seed in (1, 2, 3):
+        write_run(tmp_path / "runs" / "xpe", f"xpe-s{seed}", method="xpe", seed=seed, accuracy=0.85)
+        write_run(tmp_path / "runs" / "spt", f"spt-s{seed}", method="spt", seed=seed, accuracy=0.6)
+    write_run(tmp_path / "runs" / "dual", "dual-s1", method="dual", accuracy=0.65, languages=SHOWCASE[:-1])
+    return [tmp_path / "runs" / name for name in ("xpe", "spt", "dual")]
+
+
+def test_leaderboard_is_complete_and_regenerates_bit_for_bit(tmp_path, three_systems):
+    out = tmp_path / "boards" / "demo.md"
+    args = ["leaderboard", *three_systems, "--reference", "spt", "--out", out]
+    printed = _text(*args)
+    assert "3 systems" in printed
+    markdown, png = out.read_text(encoding="utf-8"), out.with_suffix(".png").read_bytes()
+    assert png.startswith(b"\x89PNG") and "![accuracy per Joshi class](demo.png)" in markdown
+
+    command = markdown.split("```sh\n")[1].split("\n```")[0]
+    assert shlex.split(command) == [
+        *("xpe-bench", "leaderboard", *map(str, three_systems)),
+        *("--by", "joshi", "--by", "group", "--reference", "spt", "--out", str(out)),
+    ]
+    _invoke(*shlex.split(command)[1:])  # the header's own command regenerates the same bytes
+    assert out.read_text(encoding="utf-8") == markdown and out.with_suffix(".png").read_bytes() == png
+
+    headings = [line.split(" — ")[0] for line in markdown.splitlines() if line.startswith("## ")]
+    assert headings[:7] == [f"## joshi-{k}" for k in range(5, -1, -1)] + ["## unclassified"]
+    assert "## low-performing" in headings and headings[-1] == "## all"
+    assert "| task | sib200 v1 (7 labels) |" in markdown
+    assert "| seeds | dual: 1; spt: 1, 2, 3; xpe: 1, 2, 3 |" in markdown
+    assert "dual-s1 lacks 1: kir_Cyrl" in markdown
+    assert "left out because only some runs predicted them: kir_Cyrl" in markdown
+    joshi5 = markdown.split("## joshi-5")[1].split("## joshi-4")[0]
+    rows = [line for line in joshi5.splitlines() if line[:4] in {"| 1 ", "| 2 ", "| 3 "}]
+    assert [row.split(" | ")[1] for row in rows] == ["xpe", "dual", "spt"]
+    assert "| 2/0/0 |" in rows[0] and "| reference |" in rows[2] and "| 42 |" in rows[0]
+
+
+def test_leaderboard_by_joshi_only_without_reference(tmp_path, three_systems):
+    out = tmp_path / "joshi.md"
+    _invoke("leaderboard", *three_systems, "--by", "joshi", "--out", out)
+    markdown = out.read_text(encoding="utf-8")
+    assert "## unclassified" in markdown and "## low-performing" not in markdown
+    assert "no reference given" in markdown and "| W/T/L |" in markdown
