@@ -51,6 +51,7 @@ def config_key(identity: Mapping[str, Any]) -> str:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp's private 0600 would make shared results unreadable to others
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

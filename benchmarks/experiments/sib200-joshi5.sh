@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main comparison of the XPE paper on the embedded backbone: SIB-200, sources Joshi-5, all 205 targets,
+# budget `quick`, every method, seeds 1-3 for the trained ones. Hours on 2 CPU cores: run it in the
+# background; it is resumable (finished runs are reused, interrupted ones continue), so just start it again.
+# Afterwards: compact copies for the repository and the leaderboard.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${RUNS:-runs/sib200-joshi5}
+OUT=leaderboards/results/sib200-me5-small-joshi5
+common=(--task sib200 --sources joshi5 --targets all --budget quick --runs-dir "$RUNS")
+
+for method in replay-gpt-4 replay-gpt-3.5 zero-shot; do
+  xpe-bench run "${common[@]}" --method "$method" --seed 1
+done
+for method in spt xpe head-only dual-30 dual-70 full-ft; do
+  xpe-bench run "${common[@]}" --method "$method" --seed "${SEEDS:-1,2,3}"
+done
+
+xpe-bench export "$RUNS"/* --out "$OUT"
+xpe-bench leaderboard "$OUT"/*.json.gz --reference spt --out leaderboards/sib200-me5-small-joshi5.md
