@@ -193,6 +193,8 @@ def _render(r: dict[str, Any]) -> str:
         "| mode | steps/s | training (h) | source-dev evaluations | evaluation (h) | total (h, estimate) |",
         "|---|---|---|---|---|---|",
     ]
+    if not r["paper_estimates"]:
+        lines.append("| (not run: --skip-large) | | | | | |")
     for mode, est in r["paper_estimates"].items():
         lines.append(
             f"| {mode} | {est['steps_per_s']:.2f} | {est['train_hours']:.2f} | {est['evaluations']} | "

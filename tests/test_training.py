@@ -47,3 +47,8 @@ def test_encode_truncates_and_collate_pads_dynamically():
     assert ids.shape == (2, 10)
     assert ids[0, 8:].tolist() == [1, 1] and mask[0].tolist() == [1] * 8 + [0, 0]
     assert labels.tolist() == [1, 2]
+
+
+def test_encode_of_no_texts_is_empty():
+    encoded = encode(_CharTokenizer(), [], [], prefix="q: ", max_length=10)
+    assert len(encoded) == 0 and encoded.lengths.tolist() == []

@@ -65,7 +65,7 @@ def compute_features(
     for batch in inference_batches(encoded.lengths, budget.eval_batch_size):
         input_ids, mask, _ = collate(encoded, batch, backbone.tokenizer.pad_token_id)
         input_ids, mask = input_ids.to(device), mask.to(device)
-        with autocast(budget.precision):
+        with autocast(budget.precision, device):
             hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         out[batch] = pool(hidden.float(), mask, pooling).cpu().numpy()
     model.train(was_training)

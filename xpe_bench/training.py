@@ -51,6 +51,8 @@ def encode(
     tokenizer: Any, texts: Sequence[str], labels: Sequence[int], *, prefix: str, max_length: int
 ) -> Encoded:
     """Tokenise every text once (truncating to ``max_length`` including special tokens)."""
+    if not texts:
+        return Encoded(ids=[], labels=np.zeros(0, dtype=np.int64))
     batch = tokenizer(
         [prefix + text for text in texts],
         truncation=True,
@@ -108,10 +110,10 @@ def inference_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on the device the model actually runs on (not merely the one that exists)."""
     if precision == "bf16":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -130,7 +132,7 @@ def predict_scores(
     out: np.ndarray | None = None
     for batch in inference_batches(encoded.lengths, batch_size):
         input_ids, mask, _ = collate(encoded, batch, pad_id)
-        with autocast(precision):
+        with autocast(precision, device):
             logits = model(input_ids.to(device), mask.to(device))
         scores = logits.float().cpu().numpy()
         if out is None:
@@ -248,7 +250,7 @@ def fit(
     running_loss = 0.0
     while state["step"] < total_steps:
         input_ids, mask, labels = collate(train, next(batches), pad_id)
-        with autocast(budget.precision):
+        with autocast(budget.precision, device):
             logits = model(input_ids.to(device), mask.to(device))
         loss = nn.functional.cross_entropy(logits.float(), labels.to(device))
         loss.backward()
