@@ -273,6 +273,17 @@ def test_leaderboard_is_complete_and_regenerates_bit_for_bit(tmp_path, three_sys
     rows = [line for line in joshi5.splitlines() if line[:4] in {"| 1 ", "| 2 ", "| 3 "}]
     assert [row.split(" | ")[1] for row in rows] == ["xpe", "dual", "spt"]
     assert "| 2/0/0 |" in rows[0] and "| reference |" in rows[2] and "| 42 |" in rows[0]
+    # Δ vs the reference is the difference of the two mean accuracies (up to rounding), its interval above 0
+    cells = {row.split(" | ")[1]: row.split(" | ") for row in rows}
+    delta = cells["xpe"][7]
+    assert delta.startswith("+") and float(delta.split()[0]) == pytest.approx(
+        float(cells["xpe"][2].split()[0]) - float(cells["spt"][2].split()[0]), abs=0.11
+    )
+    assert float(delta.split("[")[1].split(",")[0]) > 0
+    # Wilcoxon over the 13 compared languages, all in xpe's favour: exact two-sided p = 2 / 2**13
+    everything = markdown.split("## all —")[1]
+    xpe_all = next(line for line in everything.splitlines() if line.startswith("| 1 | xpe"))
+    assert xpe_all.split(" | ")[8] == f"{2 / 2**13:.2g}"
 
 
 def test_leaderboard_by_joshi_only_without_reference(tmp_path, three_systems):

@@ -8,9 +8,11 @@ style and written without metadata).
 
 Reading a row: accuracy is the mean over the compared languages of each language's seed-mean accuracy,
 with a two-stage percentile bootstrap interval (languages, then test items); ``sd over seeds`` is the
-standard deviation over seeds of that mean; W/T/L counts the languages where the system is significantly
-better than / not distinguishable from / significantly worse than the reference (exact sign-flip test on
-seed-averaged item correctness, Holm-corrected over all compared languages). See docs/statistics.md.
+standard deviation over seeds of that mean; Δ is the mean per-language difference to the reference (same
+two-stage interval) and the Wilcoxon p asks whether the system tends to be better across the section's
+languages; W/T/L counts the languages where the system is significantly better than / not distinguishable
+from / significantly worse than the reference (exact sign-flip test on seed-averaged item correctness,
+Holm-corrected over all compared languages). See docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from xpe_bench.comparison import ComparisonSet, GroupBy, Pairwise, System, compare_pair, prepare
+from xpe_bench.comparison import (
+    ComparisonSet,
+    GroupBy,
+    GroupComparison,
+    Pairwise,
+    System,
+    compare_pair,
+    prepare,
+)
 from xpe_bench.errors import UserInputError
 from xpe_bench.plugins import Registry
 from xpe_bench.statistics import (
@@ -32,7 +42,6 @@ from xpe_bench.statistics import (
     RESAMPLES,
     SEED,
     Estimate,
-    WinTieLoss,
     seed_spread,
     two_stage_interval,
 )
@@ -80,8 +89,9 @@ class Entry:
     seed_sd: float
     covers: int
     """Languages of the section this system predicted (with every seed), compared or not."""
-    record: WinTieLoss | None
-    """Against the reference; None for the reference itself or without one."""
+    versus: GroupComparison | None
+    """Against the reference over the section's compared languages (mean difference with its two-stage
+    interval, Wilcoxon signed-rank, win/tie/loss); None for the reference itself or without one."""
 
 
 @dataclass(frozen=True)
@@ -126,9 +136,7 @@ def _section(
                     macro_f1=float(np.mean([s.macro_f1.value for s in chosen])),
                     seed_sd=seed_spread(np.array([s.seed_accuracy for s in chosen]).T)[1],
                     covers=len(system.languages & set(codes)),
-                    record=None
-                    if pairwise is None
-                    else WinTieLoss.count([pairwise.languages[lang].verdict for lang in compared]),
+                    versus=None if pairwise is None else pairwise.group(name, compared),
                 )
             )
     entries.sort(key=lambda entry: (-entry.accuracy.value, entry.system.label))
@@ -234,6 +242,8 @@ def _header(board: Leaderboard, command: str, image: str) -> list[str]:
     lines += [f"![accuracy per Joshi class]({image})", ""]
     lines.append(
         "Accuracy: mean over the compared languages of each language's seed-mean accuracy. "
+        "Δ: mean per-language difference to the reference, in points; Wilcoxon p: two-sided signed-rank test "
+        "of those differences across the section's languages (where a small consistent gain shows). "
         "W/T/L: languages where the system is significantly better / not distinguishable / significantly "
         "worse than the reference; with about 200 test items a tie can hide a difference of several points "
         "(see docs/statistics.md)."
@@ -273,6 +283,8 @@ def _section_lines(board: Leaderboard, section: Section) -> list[str]:
         "sd over seeds",
         "seeds",
         "covers",
+        f"Δ vs {reference.label} [95% CI]" if reference else "Δ",
+        "Wilcoxon p",
         f"W/T/L vs {reference.label}" if reference else "W/T/L",
         "trainable params",
         "train s",
@@ -280,10 +292,13 @@ def _section_lines(board: Leaderboard, section: Section) -> list[str]:
     rows = []
     for rank, entry in enumerate(section.entries, start=1):
         system = entry.system
-        if entry.record is not None:
-            record = str(entry.record)
+        versus = entry.versus
+        if versus is not None:
+            difference = with_interval(versus.difference, signed=True)
+            wilcoxon = f"{versus.wilcoxon.p_value:.2g}"
+            record = str(versus.record)
         else:
-            record = "reference" if system is reference else "–"
+            difference = wilcoxon = record = "reference" if system is reference else "–"
         rows.append(
             [
                 str(rank),
@@ -293,12 +308,14 @@ def _section_lines(board: Leaderboard, section: Section) -> list[str]:
                 "–" if math.isnan(entry.seed_sd) else f"{100 * entry.seed_sd:.1f}",
                 str(len(system.seeds)),
                 f"{entry.covers}/{len(section.languages)}",
+                difference,
+                wilcoxon,
                 record,
                 "–" if system.trainable is None else f"{system.trainable:,}",
                 _seconds(system.train_seconds),
             ]
         )
-    return [*lines, markdown_table(headers, rows, "rlrrrrrlrr"), ""]
+    return [*lines, markdown_table(headers, rows, "rlrrrrrrrlrr"), ""]
 
 
 def render_markdown(board: Leaderboard, *, command: str, image: str) -> str:
