@@ -292,3 +292,14 @@ def test_leaderboard_by_joshi_only_without_reference(tmp_path, three_systems):
     markdown = out.read_text(encoding="utf-8")
     assert "## unclassified" in markdown and "## low-performing" not in markdown
     assert "no reference given" in markdown and "| W/T/L |" in markdown
+
+
+def test_leaderboard_named_groups_are_chosen_and_checked(tmp_path, three_systems):
+    out = tmp_path / "groups.md"
+    _invoke("leaderboard", *three_systems, "--by", "group", "--group", "seen-92", "--group", "all", "--out", out)
+    markdown = out.read_text(encoding="utf-8")
+    headings = [line.split(" — ")[0] for line in markdown.splitlines() if line.startswith("## ")]
+    assert headings == ["## seen-92", "## all"]
+    assert "--group seen-92 --group all" in markdown  # the regenerating command keeps the choice
+    printed = _text("leaderboard", *three_systems, "--group", "nope", "--out", tmp_path / "x.md", code=2)
+    assert "no group 'nope'" in printed and "low-performing" in printed

@@ -309,6 +309,14 @@ def leaderboard(
     reference: Annotated[
         str | None, typer.Option(help="method (or system label) the W/T/L columns compare against")
     ] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            help="named group to tabulate with --by group (repeatable; default: low-performing, unseen, "
+            "seen-wo-joshi5, all-wo-joshi5, all, as far as the task defines them)",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="compare despite different budgets, tasks or label sets")
     ] = False,
@@ -324,12 +332,15 @@ def leaderboard(
             *map(str, runs),
             *(part for value in chosen for part in ("--by", value)),
             *(["--reference", reference] if reference is not None else []),
+            *(part for name in group or [] for part in ("--group", name)),
             "--out",
             str(out),
             *(["--force"] if force else []),
         ]
     )
-    image, board = write_leaderboard(runs, out, by=chosen, reference=reference, force=force, command=command)
+    image, board = write_leaderboard(
+        runs, out, by=chosen, reference=reference, groups=group or [], force=force, command=command
+    )
     comparison = board.comparison
     console.print(
         f"wrote [bold]{escape(str(out))}[/] and [bold]{escape(str(image))}[/]: {len(comparison.systems)} "

@@ -428,11 +428,19 @@ class ComparisonSet:
             )
         return self._scores[system.label]
 
-    def groups(self, by: GroupBy) -> list[tuple[str, tuple[str, ...]]]:
-        """(name, task languages) of every Joshi class, or of the named groups in :data:`GROUPS`."""
+    def groups(self, by: GroupBy, names: Sequence[str] = ()) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, task languages) of every Joshi class, or of named groups: ``names`` when given (any group
+        the task defines), else those of :data:`GROUPS` the task defines."""
         if by == "joshi":
             return [(label, self.table.groups.get(label, ())) for label in joshi_label_order()]
-        return [(name, self.table.groups[name]) for name in GROUPS if name in self.table.groups]
+        unknown = [name for name in names if name not in self.table.groups]
+        if unknown:
+            raise UserInputError(
+                f"--group: no group {', '.join(map(repr, unknown))} in this task; "
+                f"groups: {', '.join(sorted(self.table.groups))}"
+            )
+        chosen = list(dict.fromkeys(names)) or [name for name in GROUPS if name in self.table.groups]
+        return [(name, self.table.groups[name]) for name in chosen]
 
     def compared_in(self, codes: Iterable[str]) -> list[str]:
         """The compared languages among ``codes``, in display order."""

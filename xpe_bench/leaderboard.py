@@ -149,8 +149,15 @@ def _section(
     )
 
 
-def build(comparison: ComparisonSet, *, by: Sequence[GroupBy], reference: str | None) -> Leaderboard:
-    """Compute every section: ``by`` picks Joshi classes, named groups, or both (in that order)."""
+def build(
+    comparison: ComparisonSet,
+    *,
+    by: Sequence[GroupBy],
+    reference: str | None,
+    groups: Sequence[str] = (),
+) -> Leaderboard:
+    """Compute every section: ``by`` picks Joshi classes, named groups (``groups``, default the standard
+    ones the task defines), or both, in that order."""
     unknown = [value for value in by if value not in BY_CHOICES]
     if unknown or not by:
         raise UserInputError(f"--by: {', '.join(unknown) or 'nothing'}; valid: {', '.join(BY_CHOICES)}")
@@ -167,7 +174,7 @@ def build(comparison: ComparisonSet, *, by: Sequence[GroupBy], reference: str | 
             sections.extend(joshi)
         else:
             sections.extend(
-                _section(comparison, name, codes, versus) for name, codes in comparison.groups(value)
+                _section(comparison, name, codes, versus) for name, codes in comparison.groups(value, groups)
             )
     return Leaderboard(comparison=comparison, reference=chosen, sections=tuple(sections), joshi=joshi)
 
@@ -366,6 +373,7 @@ def write_leaderboard(
     *,
     by: Sequence[GroupBy] = BY_CHOICES,
     reference: str | None = None,
+    groups: Sequence[str] = (),
     force: bool = False,
     command: str,
     registry: Registry | None = None,
@@ -373,7 +381,7 @@ def write_leaderboard(
     """Write ``out`` (Markdown) and the plot beside it (``.png``); return the plot path and the board."""
     if out.suffix != ".md":
         raise UserInputError(f"--out: {out} should end in .md (the plot goes next to it as .png)")
-    board = build(prepare(paths, force=force, registry=registry), by=by, reference=reference)
+    board = build(prepare(paths, force=force, registry=registry), by=by, reference=reference, groups=groups)
     image = out.with_suffix(".png")
     atomic_write_bytes(image, render_plot(board))
     atomic_write_bytes(out, render_markdown(board, command=command, image=image.name).encode("utf-8"))
