@@ -17,4 +17,4 @@ for method in spt xpe head-only dual-30 dual-70 full-ft; do
 done
 
 xpe-bench export "$RUNS"/* --out "$OUT"
-xpe-bench leaderboard "$OUT"/*.json.gz --reference spt --out leaderboards/sib200-me5-small-joshi5.md
+xpe-bench leaderboard "$OUT" --reference spt --out leaderboards/sib200-me5-small-joshi5.md
