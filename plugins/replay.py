@@ -126,11 +126,6 @@ def _outside_enumeration(run: list[int]) -> set[int]:
     return distinct if len(distinct) < ENUMERATION else set()
 
 
-def abstained(scores: np.ndarray) -> np.ndarray:
-    """Rows that give no answer (all ``-inf``): stored as ``pred = -1``, never equal to gold."""
-    return np.isneginf(scores).all(axis=1)
-
-
 def _csv_unquoted(text: str) -> str:
     """``text`` as a reader with standard CSV quoting returns it (how the SIB-200 authors read the data)."""
     return "\n".join("\t".join(row) for row in csv.reader(io.StringIO(text), delimiter="\t"))

@@ -6,7 +6,7 @@ Two scorers, chosen by the backbone unless the ``scoring`` option says otherwise
   description (``label_descriptions`` in the task file) and every text with the backbone's pooling; the score
   of a label is the cosine similarity. Text features are cached like ``head-only``'s.
 * ``cloze`` (backbones with a masked-language-model head, such as XLM-R): append
-  ``template`` (default ``" Topic: <mask>."``) to the text and score each label by the mean log-probability of
+  ``template`` (default ``" Topic: <mask>."``) to the text and score each label by the log-probability of
   its verbalizer's first sub-word at the mask. The verbalizer is the first word of the label description.
 
 ``auto`` picks ``cloze`` when the backbone's folder or hub id loads with an MLM head, else ``embedding``.

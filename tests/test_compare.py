@@ -296,7 +296,8 @@ def test_leaderboard_by_joshi_only_without_reference(tmp_path, three_systems):
 
 def test_leaderboard_named_groups_are_chosen_and_checked(tmp_path, three_systems):
     out = tmp_path / "groups.md"
-    _invoke("leaderboard", *three_systems, "--by", "group", "--group", "seen-92", "--group", "all", "--out", out)
+    groups = ("--group", "seen-92", "--group", "all")
+    _invoke("leaderboard", *three_systems, "--by", "group", *groups, "--out", out)
     markdown = out.read_text(encoding="utf-8")
     headings = [line.split(" — ")[0] for line in markdown.splitlines() if line.startswith("## ")]
     assert headings == ["## seen-92", "## all"]

@@ -11,9 +11,10 @@ import pytest
 
 from xpe_bench.budgets import load_budget
 from xpe_bench.errors import UserInputError
+from xpe_bench.metrics import abstained
 from xpe_bench.runner import Runner, RunRequest
 from xpe_bench.tasks import TaskData
-from xpe_bench_plugins.replay import abstained, map_answer, read_replay_file
+from xpe_bench_plugins.replay import map_answer, read_replay_file
 
 LABELS = ("science/technology", "travel", "politics", "sports", "health", "entertainment", "geography")
 SCI, TRAVEL, POLITICS, SPORTS, HEALTH, ENTERTAINMENT = range(6)

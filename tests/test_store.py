@@ -65,4 +65,5 @@ def test_abstention_is_stored_as_minus_one_and_counts_wrong(tmp_path):
     rows = store.read_predictions("xx_Latn")
     assert [r["pred"] for r in rows] == [-1, 1]
     assert rows[0]["scores"] == [None, None]
-    assert store.compute_metrics(2)["xx_Latn"]["accuracy"] == pytest.approx(0.5)
+    metrics = store.compute_metrics(2)["xx_Latn"]
+    assert metrics["accuracy"] == pytest.approx(0.5) and metrics["abstained"] == 1 and metrics["n"] == 2

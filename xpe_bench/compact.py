@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from xpe_bench.errors import UserInputError
-from xpe_bench.store import ABSTAIN, RunStore, atomic_write_bytes, canonical_json
+from xpe_bench.metrics import ABSTAIN
+from xpe_bench.store import RunStore, atomic_write_bytes, canonical_json
 
 FORMAT = "xpe-bench-compact/1"
 SUFFIX = ".json.gz"

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+ABSTAIN = -1
+"""The stored prediction of a method that gave no answer (e.g. an unmappable LLM output): always wrong."""
+
+
+def abstained(scores: np.ndarray) -> np.ndarray:
+    """Rows of class scores that give no answer (all ``-inf``): stored as :data:`ABSTAIN`."""
+    return np.isneginf(scores).all(axis=1)
+
 
 def accuracy(gold: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean(gold == pred)) if len(gold) else float("nan")
@@ -22,9 +30,10 @@ def macro_f1(gold: np.ndarray, pred: np.ndarray, num_labels: int) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def language_metrics(gold: np.ndarray, pred: np.ndarray, num_labels: int) -> dict[str, float]:
+def language_metrics(gold: np.ndarray, pred: np.ndarray, num_labels: int) -> dict[str, float | int]:
     return {
         "accuracy": accuracy(gold, pred),
         "macro_f1": macro_f1(gold, pred, num_labels),
         "n": len(gold),
+        "abstained": int(np.sum(pred == ABSTAIN)),
     }

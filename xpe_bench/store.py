@@ -29,15 +29,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from xpe_bench.metrics import language_metrics
+from xpe_bench.metrics import ABSTAIN, abstained, language_metrics
 
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions"
 FIT_DIR = "fit"
-ABSTAIN = -1
-"""The stored prediction of a method that gave no answer (e.g. an unmappable LLM output): always wrong."""
 
 
 def canonical_json(data: Any) -> str:
@@ -117,9 +115,6 @@ class RunStore:
     def predictions_path(self, lang: str) -> Path:
         return self.path / PREDICTIONS / f"{lang}.jsonl"
 
-    def has_predictions(self, lang: str) -> bool:
-        return self.predictions_path(lang).exists()
-
     def predicted_languages(self) -> list[str]:
         folder = self.path / PREDICTIONS
         return sorted(p.stem for p in folder.glob("*.jsonl")) if folder.exists() else []
@@ -128,7 +123,7 @@ class RunStore:
         self, lang: str, ids: Sequence[str], gold: Sequence[int], scores: np.ndarray
     ) -> None:
         """Store one language's predictions; an all ``-inf`` row is an abstention, stored as ``pred = -1``."""
-        predicted = np.where(np.isneginf(scores).all(axis=1), ABSTAIN, scores.argmax(axis=1))
+        predicted = np.where(abstained(scores), ABSTAIN, scores.argmax(axis=1))
         lines = [
             canonical_json(
                 {

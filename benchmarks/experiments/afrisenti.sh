@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # AfriSenti on the embedded backbone: sources the four CC100 ("seen") languages with training data (amh, hau,
 # por, swa), all 14 languages as targets (orm and tir are test-only), budget `quick`. Controls (zero-shot,
-# head-only) and SPT/XPE, seed 1 by default (34,321 test tweets per run). Resumable.
+# head-only) and SPT/XPE, seed 1 by default (34,307 test tweets per run). Resumable.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-runs/afrisenti}
