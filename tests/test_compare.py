@@ -43,6 +43,7 @@ def write_run(
     options: dict[str, Any] | None = None,
     first_item: int = 0,
     draw: str | None = None,
+    task: str = "sib200",
 ) -> Path:
     """A run directory by hand: manifest.json plus predictions/<lang>.jsonl (``draw`` seeds the errors)."""
     run = root / name
@@ -50,7 +51,7 @@ def write_run(
     manifest = {
         "status": "complete",
         "key": hashlib.sha256(name.encode()).hexdigest(),
-        "task": {"name": "sib200", "version": task_version, "labels": labels},
+        "task": {"name": task, "version": task_version, "labels": labels},
         "method": {"name": method, "options": options or {}, "parameters": {"total": 1000, "trainable": 42}},
         "backbone": {"name": "me5-small", "weights_sha256": "b" * 64},
         "budget": {"name": "quick", "fingerprint": fingerprint},
@@ -304,3 +305,18 @@ def test_leaderboard_named_groups_are_chosen_and_checked(tmp_path, three_systems
     assert "--group seen-92 --group all" in markdown  # the regenerating command keeps the choice
     printed = _text("leaderboard", *three_systems, "--group", "nope", "--out", tmp_path / "x.md", code=2)
     assert "no group 'nope'" in printed and "low-performing" in printed
+
+
+def test_leaderboard_says_when_the_task_has_no_language_in_a_class(tmp_path):
+    nusax = ("ace", "ban", "bjn", "bug", "eng", "ind", "jav", "mad", "min", "nij", "sun", "bbc")
+    labels = ["negative", "neutral", "positive"]
+    runs = [
+        write_run(tmp_path, f"{method}-s1", method=method, task="nusax-senti", labels=labels, languages=nusax)
+        for method in ("spt", "xpe")
+    ]
+    out = tmp_path / "nusax.md"
+    _invoke("leaderboard", *runs, "--reference", "spt", "--group", "local", "--out", out)
+    markdown = out.read_text(encoding="utf-8")
+    joshi4 = markdown.split("## joshi-4")[1].split("## ")[0]
+    assert "The task has no language in this class." in joshi4 and "| 1 |" not in joshi4
+    assert "Compared on 10 of 10 languages." in markdown.split("## local")[1]

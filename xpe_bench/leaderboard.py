@@ -265,6 +265,8 @@ def _coverage_note(comparison: ComparisonSet, section: Section) -> str:
         for code in section.languages
         if code in comparison.coverage.predicted and code not in section.compared
     ]
+    if not section.languages:
+        return "The task has no language in this class."
     absent = len(section.languages) - len(section.compared) - len(partial)
     note = f"Compared on {len(section.compared)} of {len(section.languages)} languages"
     if partial:
