@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -334,35 +335,58 @@ def render_markdown(board: Leaderboard, *, command: str, image: str) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _errorbars(
+    axes: Any, classes: Sequence[Section], system: System, slot: float, color: str, *, delta: bool
+) -> None:
+    """One system's points across the Joshi classes: accuracy, or its difference to the reference."""
+    xs, ys, low, high = [], [], [], []
+    for x, section in enumerate(classes):
+        entry = next(e for e in section.entries if e.system is system)
+        if delta and entry.versus is None:
+            continue
+        estimate = entry.versus.difference if delta and entry.versus is not None else entry.accuracy
+        xs.append(x + slot)
+        ys.append(100 * estimate.value)
+        low.append(100 * (estimate.value - estimate.low))
+        high.append(100 * (estimate.high - estimate.value))
+    if xs:
+        axes.errorbar(xs, ys, yerr=[low, high], fmt="o", capsize=3, color=color, label=system.label)
+
+
 def render_plot(board: Leaderboard) -> bytes:
-    """PNG: mean accuracy per Joshi class and system, with the two-stage bootstrap intervals."""
+    """PNG: mean accuracy per Joshi class and system with the two-stage bootstrap intervals; with a reference,
+    a second panel shows each system's paired difference to it, whose intervals are much narrower than the
+    overlapping accuracy intervals suggest."""
     from matplotlib import style
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     classes = [section for section in board.joshi if section.entries]
     systems = board.comparison.systems
+    reference = board.reference
     with style.context("default"):
-        figure = Figure(figsize=(9, 4.8), dpi=100)
+        panels = 2 if reference is not None else 1
+        figure = Figure(figsize=(9.5, 4.8 * panels), dpi=100)
         FigureCanvasAgg(figure)
-        axes = figure.subplots()
+        axes = figure.subplots(panels, 1, squeeze=False)[:, 0]
+        colors = [f"C{i % 10}" for i in range(len(systems))]
         width = 0.8 / max(len(systems), 1)
         for i, system in enumerate(systems):
-            xs, ys, low, high = [], [], [], []
-            for x, section in enumerate(classes):
-                entry = next(e for e in section.entries if e.system is system)
-                xs.append(x - 0.4 + width * (i + 0.5))
-                ys.append(100 * entry.accuracy.value)
-                low.append(100 * (entry.accuracy.value - entry.accuracy.low))
-                high.append(100 * (entry.accuracy.high - entry.accuracy.value))
-            axes.errorbar(xs, ys, yerr=[low, high], fmt="o", capsize=3, label=system.label)
-        axes.set_xticks(
-            range(len(classes)), [f"{section.name}\n({len(section.compared)} lang.)" for section in classes]
-        )
-        axes.set_ylabel("accuracy % (mean over languages)")
-        axes.set_title("Accuracy per Joshi class (95% two-stage bootstrap intervals)")
-        axes.grid(axis="y", alpha=0.3)
-        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+            slot = -0.4 + width * (i + 0.5)
+            _errorbars(axes[0], classes, system, slot, colors[i], delta=False)
+            if reference is not None:
+                _errorbars(axes[1], classes, system, slot, colors[i], delta=True)
+        labels = [f"{section.name}\n({len(section.compared)} lang.)" for section in classes]
+        axes[0].set_ylabel("accuracy % (mean over languages)")
+        axes[0].set_title("Accuracy per Joshi class (95% two-stage bootstrap intervals)")
+        if reference is not None:
+            axes[1].axhline(0.0, color="black", linewidth=0.8)
+            axes[1].set_ylabel(f"Δ vs {reference.label} (points)")
+            axes[1].set_title(f"Paired difference to {reference.label} per Joshi class (95% intervals)")
+        for panel in axes:
+            panel.set_xticks(range(len(classes)), labels)
+            panel.grid(axis="y", alpha=0.3)
+        axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
         figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", metadata={"Software": None})
