@@ -261,13 +261,13 @@ def _header(board: Leaderboard, command: str, image: str) -> list[str]:
 
 def _coverage_note(comparison: ComparisonSet, section: Section) -> str:
     """How many of the section's languages are compared; which were left out as only some runs have them."""
+    if not section.languages:
+        return "The task has no language in this class."
     partial = [
         code
         for code in section.languages
         if code in comparison.coverage.predicted and code not in section.compared
     ]
-    if not section.languages:
-        return "The task has no language in this class."
     absent = len(section.languages) - len(section.compared) - len(partial)
     note = f"Compared on {len(section.compared)} of {len(section.languages)} languages"
     if partial:
