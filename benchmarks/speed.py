@@ -573,6 +573,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--skip", default="", help="comma list of parts to skip: profile,scaling,head-only,eval-time"
     )
+    parser.add_argument(
+        "--accuracy-pair",
+        nargs=2,
+        type=Path,
+        metavar=("FAST_RUN", "FP32_RUN"),
+        help="two stored runs (directories or compact files) identical but for precision: the fast mode's "
+        "accuracy check",
+    )
     parser.add_argument("--render", type=Path, help="only re-write --out from an earlier run's RESULTS.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -617,6 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "steps": steps,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
+    if args.accuracy_pair:
+        results["accuracy"] = accuracy_check(*args.accuracy_pair)  # first: a bad path fails in seconds
     started = time.perf_counter()
 
     results["peak_start"] = runner.spawn("peak", {"repeats": 7})
@@ -677,6 +687,83 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(render(results))
     print(f"[speed] wrote {args.out} (+ .json, .log) in {results['total_seconds']:.0f} s", file=sys.stderr)
     return 0
+
+
+def accuracy_check(fast: Path, fp32: Path) -> dict[str, Any]:
+    """Fast mode against fp32 on one fixed comparison: two stored runs that differ only in precision.
+
+    Their budgets differ by construction (precision, frozen-backbone dtype), so the comparison is forced and
+    its warnings are kept. Exact McNemar per language (Holm over the languages) and on all compared items
+    pooled, with paired bootstrap intervals of the accuracy difference (fast - fp32).
+    """
+    import numpy as np
+
+    from xpe_bench.comparison import compare_pair, prepare
+    from xpe_bench.statistics import paired_tests
+
+    comparison = prepare([fast, fp32], force=True)
+    by_path = {run.path.resolve(): system for system in comparison.systems for run in system.runs}
+    a, b = by_path[fast.resolve()], by_path[fp32.resolve()]
+    pairwise = compare_pair(comparison, a, b, test="mcnemar", correction="holm")
+    codes = list(pairwise.languages)
+    group = pairwise.group("compared", codes)
+    assert group is not None  # prepare() refuses runs that share no language
+    pooled = paired_tests(
+        {
+            "pooled": (
+                np.concatenate([comparison.items[c].correct(a.label) for c in codes], axis=-1),
+                np.concatenate([comparison.items[c].correct(b.label) for c in codes], axis=-1),
+            )
+        },
+        test="mcnemar",
+    )["pooled"]
+
+    def budget(system: Any) -> dict[str, Any]:
+        run = system.runs[0]
+        spent = run.manifest["budget"]  # the budget the run used, overrides applied
+        return {
+            "run": run.path.name,
+            "method": run.method,
+            "seed": run.seed,
+            "precision": spent.get("precision"),
+            "frozen_backbone_dtype": spent.get("frozen_backbone_dtype"),
+            "train_seconds": run.train_seconds,
+        }
+
+    return {
+        "fast": budget(a),
+        "fp32": budget(b),
+        "coverage": comparison.coverage.summary(),
+        "warnings": list(comparison.warnings),
+        "languages": [
+            {
+                "language": code,
+                "n": c.result.n,
+                "fast": c.result.accuracy_a,
+                "fp32": c.result.accuracy_b,
+                "difference": c.result.difference.to_dict(),
+                "fast_only": c.result.a_only,
+                "fp32_only": c.result.b_only,
+                "p": c.result.p_value,
+                "p_holm": c.adjusted_p,
+                "verdict": c.verdict,
+            }
+            for code, c in pairwise.languages.items()
+        ],
+        "record": {"wins": group.record.wins, "ties": group.record.ties, "losses": group.record.losses},
+        "mean_difference": group.difference.to_dict(),
+        "wilcoxon_p": group.wilcoxon.p_value,
+        "pooled": {
+            "n": pooled.n,
+            "fast": pooled.accuracy_a,
+            "fp32": pooled.accuracy_b,
+            "difference": pooled.difference.to_dict(),
+            "fast_only": pooled.a_only,
+            "fp32_only": pooled.b_only,
+            "p": pooled.p_value,
+            "mde": pooled.mde,
+        },
+    }
 
 
 # ============================================================================================== report
@@ -771,6 +858,8 @@ def render(r: dict[str, Any]) -> str:
         "",
     ]
     out += _targets_section(r, runs, peaks)
+    if "accuracy" in r:
+        out += _accuracy_section(r["accuracy"])
     out += _train_section(runs, peaks)
     out += _eval_section(runs, peaks)
     out += _memory_section(r, runs)
@@ -851,9 +940,15 @@ def _targets_section(r: dict[str, Any], runs: Sequence[dict[str, Any]], peaks: d
         rows.append([name, "not run", _status(None)])
     target = TARGETS["fast_vs_fp32_reference"]
     name = f"fast mode >= {target}x fp32 reference"
+    if "accuracy" in r:
+        name += ", accuracy unchanged within noise"
     if fast:
         detail = "; ".join(f"{x.method}: {x.train:.2f}x" for x in fast)
-        rows.append([name, detail, _status(min(x.train for x in fast) >= target)])
+        ok = min(x.train for x in fast) >= target
+        if "accuracy" in r:
+            detail += "; accuracy: " + _accuracy_summary(r["accuracy"])
+            ok = ok and _accuracy_unchanged(r["accuracy"])
+        rows.append([name, detail, _status(ok)])
     else:
         rows.append([name, "not run", _status(None)])
     if "full_eval" in r:
@@ -1168,6 +1263,93 @@ def _startup_section(runs: Sequence[dict[str, Any]]) -> list[str]:
                 "ready",
                 "first step starts",
                 "tokenise train (s)",
+            ],
+            rows,
+        ),
+        "",
+    ]
+
+
+def _accuracy_unchanged(acc: dict[str, Any]) -> bool:
+    """No significant difference pooled over all items, and none in any language after Holm."""
+    return acc["pooled"]["p"] >= 0.05 and acc["record"]["wins"] == 0 and acc["record"]["losses"] == 0
+
+
+def _points(estimate: dict[str, float]) -> str:
+    return f"{100 * estimate['value']:+.1f} [{100 * estimate['low']:+.1f}, {100 * estimate['high']:+.1f}]"
+
+
+def _accuracy_summary(acc: dict[str, Any]) -> str:
+    pooled = acc["pooled"]
+    return (
+        f"{acc['fast']['method']} fast - fp32 = {_points(pooled['difference'])} points over {pooled['n']:,} "
+        f"test items, exact McNemar p = {pooled['p']:.2f}"
+    )
+
+
+def _accuracy_section(acc: dict[str, Any]) -> list[str]:
+    fast, fp32, pooled = acc["fast"], acc["fp32"], acc["pooled"]
+    rows = [
+        [
+            f"`{x['language']}`",
+            x["n"],
+            f"{100 * x['fast']:.1f}",
+            f"{100 * x['fp32']:.1f}",
+            _points(x["difference"]),
+            f"{x['fast_only']:.0f} / {x['fp32_only']:.0f}",
+            f"{x['p']:.3g}",
+            f"{x['p_holm']:.3g}",
+        ]
+        for x in acc["languages"]
+    ]
+    rows.append(
+        [
+            "**all items pooled**",
+            f"{pooled['n']:,}",
+            f"{100 * pooled['fast']:.1f}",
+            f"{100 * pooled['fp32']:.1f}",
+            _points(pooled["difference"]),
+            f"{pooled['fast_only']:.0f} / {pooled['fp32_only']:.0f}",
+            f"{pooled['p']:.3g}",
+            "",
+        ]
+    )
+    record = acc["record"]
+    train = ""
+    if fast["train_seconds"] and fp32["train_seconds"]:
+        train = (
+            f" Training took {fast['train_seconds']:.0f} s in fast mode and {fp32['train_seconds']:.0f} s in "
+            f"fp32 ({fp32['train_seconds'] / fast['train_seconds']:.2f}x; runs of the harness, timed by it)."
+        )
+    verdict = "unchanged within noise" if _accuracy_unchanged(acc) else "CHANGED"
+    return [
+        "## Fast mode accuracy (fixed comparison)",
+        "",
+        f"The same run twice - {fast['method']}, seed {fast['seed']}, identical data, steps and batch "
+        f"order - once in fast mode (`precision={fast['precision']}`, "
+        f"`frozen_backbone_dtype={fast['frozen_backbone_dtype']}`: `{fast['run']}`) and once in fp32 "
+        f"(`precision={fp32['precision']}`, `frozen_backbone_dtype={fp32['frozen_backbone_dtype']}`: "
+        f"`{fp32['run']}`), compared item by item on the test languages both predicted "
+        f"({acc['coverage']}). Differences are fast - fp32 in accuracy points with paired bootstrap 95% "
+        "intervals; p is the exact McNemar test on the discordant items (fast right and fp32 wrong / the "
+        "reverse), Holm-adjusted over the languages. Per-language verdicts (fast better / no difference / "
+        f"fp32 better): {record['wins']}/{record['ties']}/{record['losses']}; mean per-language difference "
+        f"{_points(acc['mean_difference'])} (two-stage bootstrap), Wilcoxon signed-rank p = "
+        f"{acc['wilcoxon_p']:.2f}. Pooled, the smallest difference this comparison could detect (80% power, "
+        f"5% level) is {100 * pooled['mde']:.1f} points. Verdict: **{verdict}**.{train}",
+        "",
+        *(f"> {w}" for w in acc["warnings"]),
+        *([""] if acc["warnings"] else []),
+        _table(
+            [
+                "language",
+                "items",
+                "fast %",
+                "fp32 %",
+                "fast - fp32 [95% CI]",
+                "only fast / only fp32 right",
+                "McNemar p",
+                "Holm p",
             ],
             rows,
         ),
