@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,10 @@ import pytest
 from xpe_bench.errors import UserInputError
 from xpe_bench.tasks import builtin_task_specs
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+# The reference facts sit beside the data mirror (shared/data, shared/reference), wherever the tests find it.
+_DATA = os.environ.get("XPE_BENCH_DATA")
+_SHARED = Path(_DATA).resolve().parent if _DATA else Path(__file__).resolve().parents[2] / "shared"
+REFERENCE = _SHARED / "reference"
 
 
 @pytest.fixture(scope="module")
