@@ -64,6 +64,8 @@ class Mode:
     backbone_dropout: bool = True
     """False only in *what-if* modes: every dropout inside the frozen backbone set to p=0 (a recipe change
     no budget offers; the XPE authors' stack trains with the backbone's dropout active)."""
+    dropout_kernel: str = "torch"
+    """``Budget.dropout_kernel`` of our stack: ``torch`` or ``lean`` (:mod:`xpe_bench.lean_dropout`)."""
 
     @property
     def reference_bf16(self) -> bool:
@@ -84,12 +86,16 @@ MODES: dict[str, Mode] = {
     "fp32": Mode("fp32", "fp32", "fp32"),
     "bf16": Mode("bf16", "bf16", "fp32"),
     "fast": Mode("fast", "bf16", "bf16"),
+    "fp32-lean": Mode("fp32-lean", "fp32", "fp32", dropout_kernel="lean"),
+    "bf16-lean": Mode("bf16-lean", "bf16", "fp32", dropout_kernel="lean"),
+    "fast-lean": Mode("fast-lean", "bf16", "bf16", dropout_kernel="lean"),
     "fp32-nodrop": Mode("fp32-nodrop", "fp32", "fp32", backbone_dropout=False),
     "fast-nodrop": Mode("fast-nodrop", "bf16", "bf16", backbone_dropout=False),
 }
 """``bf16`` is autocast alone (what ``Trainer(bf16=True)`` does); ``fast`` adds a bf16-held frozen backbone.
-The ``-nodrop`` modes are what-if measurements (see :attr:`Mode.backbone_dropout`)."""
-HARNESS_MODES = ("fp32", "bf16", "fast")
+``-lean`` modes train with the lean dropout kernel, the others with torch's. The ``-nodrop`` modes are
+what-if measurements (see :attr:`Mode.backbone_dropout`)."""
+HARNESS_MODES = ("fp32", "bf16", "fast", "fp32-lean", "bf16-lean", "fast-lean")
 WHAT_IF_MODES = ("fp32-nodrop", "fast-nodrop")
 
 
@@ -375,6 +381,7 @@ def our_budget(steps: int, mode: Mode, train_per_lang: int | None = None) -> Bud
         max_length=MAX_LENGTH,
         precision=mode.precision,
         frozen_backbone_dtype=mode.storage,
+        dropout_kernel=mode.dropout_kernel,
         train_per_lang=train_per_lang,
     )
     return replace(budget, early_stopping_patience=None)

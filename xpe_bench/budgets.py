@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from xpe_bench.errors import UserInputError
 OPTIMIZERS = ("adafactor", "adamw")
 SCHEDULES = ("cosine_with_restarts", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
+DROPOUT_KERNELS = ("torch", "lean")
 ROLES = ("prompt", "prompt_encoder", "head", "backbone")
 
 
@@ -74,6 +75,14 @@ class Budget:
     frozen_backbone_dtype: Literal["fp32", "bf16"] = "fp32"
     """Storage of a *frozen* backbone: ``bf16`` holds its weights in bf16 (half the memory traffic) while
     trainable parameters and optimizer state stay fp32. Ignored by methods that train the backbone."""
+    dropout_kernel: Literal["torch", "lean"] = "torch"
+    """How dropout inside the encoder is computed while training: ``torch`` (``nn.Dropout`` and SDPA) or
+    ``lean`` (:mod:`xpe_bench.lean_dropout`: the same dropout distribution at a fraction of the CPU time and
+    memory, with different random masks)."""
+
+    _ADDED_LATER: ClassVar[Mapping[str, Any]] = {"dropout_kernel": "torch"}
+    """Fields added after results were stored: left out of :meth:`to_dict` (and so of the fingerprint) at
+    these values, so the budgets of earlier results keep their fingerprints."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -99,6 +108,8 @@ class Budget:
             problems.append(f"precision must be one of {PRECISIONS}")
         if self.frozen_backbone_dtype not in PRECISIONS:
             problems.append(f"frozen_backbone_dtype must be one of {PRECISIONS}")
+        if self.dropout_kernel not in DROPOUT_KERNELS:
+            problems.append(f"dropout_kernel must be one of {DROPOUT_KERNELS}")
         unknown = set(self.learning_rates) - set(ROLES)
         if unknown:
             problems.append(f"learning_rates has unknown roles {sorted(unknown)}; roles: {ROLES}")
@@ -110,6 +121,9 @@ class Budget:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["learning_rates"] = dict(sorted(self.learning_rates.items()))
+        for name, value in self._ADDED_LATER.items():
+            if data[name] == value:
+                del data[name]
         return data
 
     @property

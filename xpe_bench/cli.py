@@ -109,6 +109,12 @@ def run(
     frozen_backbone_dtype: Annotated[
         str | None, typer.Option(help="override: storage of a frozen backbone, fp32 or bf16")
     ] = None,
+    dropout_kernel: Annotated[
+        str | None,
+        typer.Option(
+            help="override: encoder dropout while training, torch or lean (same distribution, faster)"
+        ),
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", "-o", help="method option key=value (repeatable)")
     ] = None,
@@ -139,6 +145,7 @@ def run(
         batch_size=batch_size,
         precision=precision,
         frozen_backbone_dtype=frozen_backbone_dtype,
+        dropout_kernel=dropout_kernel,
     )
     seeds = _parse_seeds(seed)
     options = _parse_options(option or [])

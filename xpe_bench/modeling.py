@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from xpe_bench import training
+from xpe_bench.lean_dropout import set_dropout_kernel
 from xpe_bench.methods import FitContext, Method, ParameterReport, parameter_report
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class TorchMethod(Method):
 
     def fit(self, context: FitContext) -> dict[str, Any]:
         self.apply_storage(context.budget)
+        set_dropout_kernel(self.model.encoder, context.budget.dropout_kernel)
         return training.fit(
             self.model,
             self.groups,
