@@ -12,7 +12,7 @@ from xpe_bench.lean_dropout import (
     ATTENTION_NAME,
     LeanDropout,
     _AttentionWithDropout,
-    keep_mask,
+    drop_mask,
     lean_attention_forward,
     set_dropout_kernel,
 )
@@ -20,28 +20,28 @@ from xpe_bench.runner import Runner, RunRequest
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
-def test_keep_mask_drops_at_the_rate_asked_and_rescales_exactly(p):
+def test_drop_mask_drops_at_the_rate_asked_and_rescales_exactly(p):
     torch.manual_seed(0)
-    keep, scale = keep_mask((1000, 1000), p)
-    assert keep.dtype == torch.bool and keep.shape == (1000, 1000)
-    drop_rate = 1 - keep.float().mean().item()
+    drop, scale = drop_mask((1000, 1000), p)
+    assert drop.dtype == torch.bool and drop.shape == (1000, 1000)
+    drop_rate = drop.float().mean().item()
     assert abs(drop_rate - p) < 5 * (p * (1 - p) / 1e6) ** 0.5  # five standard errors
     quantised = round(p * 65536) / 65536
     assert scale == pytest.approx(1 / (1 - quantised), rel=1e-12)
     assert abs(quantised - p) <= 0.5 / 65536
     # every 16-bit lane of the random words is used, not just the low ones
-    rows = keep.view(-1, 4).float().mean(0)
-    assert torch.all((rows - (1 - p)).abs() < 0.005)
+    lanes = drop.view(-1, 4).float().mean(0)
+    assert torch.all((lanes - p).abs() < 0.005)
 
 
-def test_keep_mask_is_reproducible_from_the_seed_and_rejects_bad_p():
+def test_drop_mask_is_reproducible_from_the_seed_and_rejects_bad_p():
     torch.manual_seed(7)
-    a, _ = keep_mask((5, 7), 0.1)
+    a, _ = drop_mask((5, 7), 0.1)
     torch.manual_seed(7)
-    b, _ = keep_mask((5, 7), 0.1)
+    b, _ = drop_mask((5, 7), 0.1)
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        keep_mask((3,), 1.0)
+        drop_mask((3,), 1.0)
 
 
 def test_lean_dropout_keeps_the_expectation_and_passes_gradient_through_kept_elements():
@@ -66,12 +66,12 @@ def test_attention_with_dropout_matches_plain_autograd_under_the_same_mask():
     grad_out = torch.randn(b, h, length, d, dtype=torch.float64)
 
     torch.manual_seed(5)
-    out = _AttentionWithDropout.apply(q, k, v, bias, 0.3, 0.7)
+    out = _AttentionWithDropout.apply(q, k, v, bias, 0.3, 0.7).transpose(1, 2)  # B x L x H x D back
     grads = torch.autograd.grad(out, (q, k, v), grad_out)
 
-    torch.manual_seed(5)  # the kernel's only random draw is its keep-mask
-    keep, scale = keep_mask((b, h, length, length), 0.3)
-    plain = (torch.softmax(q @ k.transpose(-1, -2) * 0.7 + bias, -1) * keep * scale) @ v
+    torch.manual_seed(5)  # the kernel's only random draw is its drop-mask
+    drop, scale = drop_mask((b, h, length, length), 0.3)
+    plain = (torch.softmax(q @ k.transpose(-1, -2) * 0.7 + bias, -1) * ~drop * scale) @ v
     plain_grads = torch.autograd.grad(plain, (q, k, v), grad_out)
 
     torch.testing.assert_close(out, plain, rtol=0, atol=1e-12)
@@ -135,3 +135,15 @@ def test_a_lean_budget_trains_records_its_kernel_and_keeps_old_fingerprints(regi
     assert "dropout_kernel" not in load_budget("smoke").to_dict()
     (again,) = Runner(registry).execute(request)  # resumes: nothing to redo, same result
     assert again.metrics == outcome.metrics
+
+
+def test_bf16_inputs_get_fp32_attention_arithmetic():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6, 8) for _ in range(3))
+    torch.manual_seed(1)
+    wide = _AttentionWithDropout.apply(q, k, v, None, 0.1, 0.35)
+    torch.manual_seed(1)  # the same mask
+    narrow = _AttentionWithDropout.apply(*(t.bfloat16() for t in (q, k, v)), None, 0.1, 0.35)
+    assert narrow.dtype == torch.bfloat16 and narrow.is_contiguous()
+    # only the inputs' and the output's rounding to bf16 differ (3 significant digits)
+    torch.testing.assert_close(narrow.float(), wide, rtol=0.02, atol=0.02)

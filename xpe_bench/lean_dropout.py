@@ -11,7 +11,7 @@ did. On CPU that costs more than it looks (profile in ``benchmarks/RESULTS.md``)
 
 ``lean`` keeps the same dropout distribution and changes only how it is computed:
 
-* masks come from 16-bit random words (:func:`keep_mask`): an element is dropped with probability
+* masks come from 16-bit random words (:func:`drop_mask`): an element is dropped with probability
   ``round(p * 65536) / 65536`` (0.1000061 for p = 0.1) and kept ones are scaled by the exact inverse of the
   keep rate, so the expectation is unchanged;
 * attention with dropout runs as one autograd function (:class:`_AttentionWithDropout`) that saves q, k, v
@@ -39,10 +39,10 @@ ATTENTION_NAME = "xpe_lean"
 _SPAN = 1 << 16
 
 
-def keep_mask(
+def drop_mask(
     shape: tuple[int, ...], p: float, device: torch.device | None = None
 ) -> tuple[torch.Tensor, float]:
-    """A boolean keep-mask of ``shape`` that drops each element with probability ~``p``, and its scale.
+    """A boolean mask of ``shape`` that is True (drop) with probability ~``p``, and the scale of kept ones.
 
     One 64-bit random word gives four 16-bit lanes; a lane below the threshold drops its element. The
     returned scale is ``1 / P(keep)`` for the quantised drop probability.
@@ -53,51 +53,66 @@ def keep_mask(
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), None)
     lanes = words.view(torch.int16)[:n].view(shape)
     dropped = round(p * _SPAN)
-    return lanes >= dropped - _SPAN // 2, _SPAN / (_SPAN - dropped)
+    return lanes < dropped - _SPAN // 2, _SPAN / (_SPAN - dropped)
 
 
 class LeanDropout(nn.Dropout):
-    """``nn.Dropout`` with :func:`keep_mask` masks; identical to it in evaluation mode."""
+    """``nn.Dropout`` with :func:`drop_mask` masks; identical to it in evaluation mode."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return input
-        keep, scale = keep_mask(tuple(input.shape), self.p, input.device)
-        return _Dropout.apply(input, keep, scale)
+        drop, scale = drop_mask(tuple(input.shape), self.p, input.device)
+        return _Dropout.apply(input, drop, scale)
 
 
 class _Dropout(torch.autograd.Function):
-    """``x * keep * scale`` saving only the 1-byte mask (autograd would keep the float product too)."""
+    """``x`` zeroed where ``drop``, times ``scale``; saves only the 1-byte mask."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.save_for_backward(keep)
+    def forward(ctx: Any, x: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(drop)
         ctx.scale = scale
-        return torch.mul(x, keep).mul_(scale)
+        return x.masked_fill(drop, 0).mul_(scale)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (keep,) = ctx.saved_tensors
-        return torch.mul(grad, keep).mul_(ctx.scale), None, None
+        (drop,) = ctx.saved_tensors
+        return grad.masked_fill(drop, 0).mul_(ctx.scale), None, None
 
 
-def _wide(x: torch.Tensor) -> torch.Tensor:
-    """fp32 for half-precision inputs (as SDPA's CPU math path computes), unchanged otherwise."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+def _packed(x: torch.Tensor, scale: float = 1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``x * scale`` as a new contiguous tensor of ``dtype`` (default: fp32, or ``x``'s fp64), in one pass."""
+    if dtype is None:
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return torch.mul(x, scale, out=torch.empty(x.shape, dtype=dtype, device=x.device))
 
 
-def _scores(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Attention probabilities from pre-scaled queries and keys."""
+def _probabilities(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T + bias) from pre-scaled queries."""
     scores = torch.matmul(q, k.transpose(-1, -2))
     if bias is not None:
         scores.add_(bias)
     return torch.softmax(scores, dim=-1)
 
 
-class _AttentionWithDropout(torch.autograd.Function):
-    """softmax(q k^T * scale + bias) with dropout, times v; computed in fp32 as SDPA's CPU math path does.
+def _heads_last(x: torch.Tensor, dtype: torch.dtype, scale: float = 1.0) -> torch.Tensor:
+    """``x * scale`` for a B x H x L x D ``x``, written as a contiguous B x L x H x D tensor of ``dtype``.
 
-    Saves q, k, v (B x H x L x D) and the boolean keep-mask (B x H x L x L bytes) instead of the fp32
+    That is the layout the attention's linear layers produce and consume, so neither the output nor the
+    gradients need another copy on their way back to them.
+    """
+    b, h, length, d = x.shape
+    out = torch.empty((b, length, h, d), dtype=dtype, device=x.device)
+    torch.mul(x, scale, out=out.transpose(1, 2))
+    return out
+
+
+class _AttentionWithDropout(torch.autograd.Function):
+    """softmax(q k^T * scale + bias) with dropout, times v; in fp32 (fp64 for fp64 inputs), as SDPA's CPU
+    math path computes. Takes q, k, v as B x H x L x D and returns B x L x H x D (contiguous, input dtype).
+
+    Saves the fp32 q (scaled), k and v and the boolean drop-mask (B x H x L x L bytes) instead of the fp32
     probabilities and masks; the backward pass recomputes the probabilities.
     """
 
@@ -111,29 +126,28 @@ class _AttentionWithDropout(torch.autograd.Function):
         p: float,
         scale: float,
     ) -> torch.Tensor:
-        q_scaled = _wide(q) * scale
-        k32, v32 = _wide(k).contiguous(), _wide(v).contiguous()
-        probs = _scores(q_scaled, k32, bias)
-        keep, keep_scale = keep_mask(tuple(probs.shape), p, probs.device)
-        out = torch.matmul(probs.mul_(keep), v32).mul_(keep_scale)
-        ctx.save_for_backward(q, k, v, bias, keep)
-        ctx.scale, ctx.keep_scale = scale, keep_scale
-        return out.to(q.dtype)
+        q_scaled, k_wide, v_wide = _packed(q, scale), _packed(k), _packed(v)
+        probs = _probabilities(q_scaled, k_wide, bias)
+        drop, keep_scale = drop_mask(tuple(probs.shape), p, probs.device)
+        out = torch.matmul(probs.masked_fill_(drop, 0), v_wide)
+        ctx.save_for_backward(q_scaled, k_wide, v_wide, bias, drop)
+        ctx.scale, ctx.keep_scale, ctx.dtypes = scale, keep_scale, (q.dtype, k.dtype, v.dtype)
+        return _heads_last(out, q.dtype, keep_scale)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        q, k, v, bias, keep = ctx.saved_tensors
-        q_scaled = _wide(q) * ctx.scale
-        k32, v32 = _wide(k).contiguous(), _wide(v).contiguous()
-        probs = _scores(q_scaled, k32, bias)
-        grad = _wide(grad_out) * ctx.keep_scale
-        grad_v = torch.matmul(probs.mul(keep).transpose(-1, -2), grad)
-        grad_probs = torch.matmul(grad, v32.transpose(-1, -2)).mul_(keep)
+        q_scaled, k_wide, v_wide, bias, drop = ctx.saved_tensors
+        q_dtype, k_dtype, v_dtype = ctx.dtypes
+        probs = _probabilities(q_scaled, k_wide, bias)
+        grad = _packed(grad_out.transpose(1, 2), ctx.keep_scale, q_scaled.dtype)
+        grad_v = _heads_last(torch.matmul(probs.masked_fill(drop, 0).transpose(-1, -2), grad), v_dtype)
+        grad_probs = torch.matmul(grad, v_wide.transpose(-1, -2)).masked_fill_(drop, 0)
         grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
         del probs, grad_probs
-        grad_q = torch.matmul(grad_scores, k32).mul_(ctx.scale)
-        grad_k = torch.matmul(grad_scores.transpose(-1, -2), q_scaled)
-        return grad_q.to(q.dtype), grad_k.to(k.dtype), grad_v.to(v.dtype), None, None, None
+        grad_q = _heads_last(torch.matmul(grad_scores, k_wide), q_dtype, ctx.scale)
+        grad_k = _heads_last(torch.matmul(grad_scores.transpose(-1, -2), q_scaled), k_dtype)
+        heads_first = (t.transpose(1, 2) for t in (grad_q, grad_k, grad_v))
+        return *heads_first, None, None, None
 
 
 def lean_attention_forward(
@@ -163,9 +177,8 @@ def lean_attention_forward(
             bias = torch.zeros(attention_mask.shape, dtype=torch.float32)
             bias.masked_fill_(~attention_mask, torch.finfo(torch.float32).min)
         else:
-            bias = _wide(attention_mask)
-    out = _AttentionWithDropout.apply(query, key, value, bias, dropout, scale)
-    return out.transpose(1, 2).contiguous(), None
+            bias = attention_mask if attention_mask.dtype == torch.float64 else attention_mask.float()
+    return _AttentionWithDropout.apply(query, key, value, bias, dropout, scale), None
 
 
 AttentionInterface.register(ATTENTION_NAME, lean_attention_forward)
