@@ -693,47 +693,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def accuracy_check(fast: Path, fp32: Path) -> dict[str, Any]:
-    """Fast mode against fp32 on one fixed comparison: two stored runs that differ only in precision.
+    """Fast mode against fp32 on one fixed comparison: stored runs that differ only in precision.
 
-    Their budgets differ by construction (precision, frozen-backbone dtype), so the comparison is forced and
-    its warnings are kept. Exact McNemar per language (Holm over the languages) and on all compared items
-    pooled, with paired bootstrap intervals of the accuracy difference (fast - fp32).
+    Each side is one run (directory or compact file) or a folder of its seeds. One run a side: exact
+    McNemar per language and on all items pooled. Several seeds a side: the exact sign-flip permutation test
+    of the seed-averaged item correctness (what ``xpe-bench compare`` does with folders), which also counts
+    the training variance a single pair of runs cannot show. Holm over the languages either way, paired
+    bootstrap intervals of the difference (fast - fp32). Their budgets differ by construction (precision,
+    frozen-backbone dtype), so the comparison is forced and its warnings are kept.
     """
     import numpy as np
 
-    from xpe_bench.comparison import compare_pair, prepare
+    from xpe_bench.comparison import compare_pair, expand_run_paths, prepare
     from xpe_bench.statistics import paired_tests
 
     comparison = prepare([fast, fp32], force=True)
     by_path = {run.path.resolve(): system for system in comparison.systems for run in system.runs}
-    a, b = by_path[fast.resolve()], by_path[fp32.resolve()]
-    pairwise = compare_pair(comparison, a, b, test="mcnemar", correction="holm")
+    a, b = (by_path[expand_run_paths(side)[0].resolve()] for side in (fast, fp32))
+    test = "mcnemar" if len(a.runs) == len(b.runs) == 1 else "permutation"
+    pairwise = compare_pair(comparison, a, b, test=test, correction="holm")
     codes = list(pairwise.languages)
     group = pairwise.group("compared", codes)
     assert group is not None  # prepare() refuses runs that share no language
-    pooled = paired_tests(
-        {
-            "pooled": (
-                np.concatenate([comparison.items[c].correct(a.label) for c in codes], axis=-1),
-                np.concatenate([comparison.items[c].correct(b.label) for c in codes], axis=-1),
-            )
-        },
-        test="mcnemar",
-    )["pooled"]
+    correct_a, correct_b = (
+        np.concatenate([comparison.items[c].correct(system.label) for c in codes], axis=-1)
+        for system in (a, b)
+    )
+    pooled = paired_tests({"pooled": (correct_a, correct_b)}, test=test)["pooled"]
 
     def budget(system: Any) -> dict[str, Any]:
-        run = system.runs[0]
-        spent = run.manifest["budget"]  # the budget the run used, overrides applied
+        spent = system.runs[0].manifest["budget"]  # the budget the runs used, overrides applied
+        seconds = [run.train_seconds for run in system.runs]
         return {
-            "run": run.path.name,
-            "method": run.method,
-            "seed": run.seed,
+            "runs": [run.path.name for run in system.runs],
+            "method": system.method,
+            "seeds": list(system.seeds),
             "precision": spent.get("precision"),
             "frozen_backbone_dtype": spent.get("frozen_backbone_dtype"),
-            "train_seconds": run.train_seconds,
+            "dropout_kernel": spent.get("dropout_kernel", "torch"),
+            "train_seconds": statistics.mean(seconds) if all(seconds) else None,
         }
 
     return {
+        "test": test,
         "fast": budget(a),
         "fp32": budget(b),
         "coverage": comparison.coverage.summary(),
@@ -754,6 +756,7 @@ def accuracy_check(fast: Path, fp32: Path) -> dict[str, Any]:
             for code, c in pairwise.languages.items()
         ],
         "record": {"wins": group.record.wins, "ties": group.record.ties, "losses": group.record.losses},
+        "run_level": _run_level(a.seeds, b.seeds, correct_a, correct_b) if test != "mcnemar" else None,
         "mean_difference": group.difference.to_dict(),
         "wilcoxon_p": group.wilcoxon.p_value,
         "pooled": {
@@ -766,6 +769,32 @@ def accuracy_check(fast: Path, fp32: Path) -> dict[str, Any]:
             "p": pooled.p_value,
             "mde": pooled.mde,
         },
+    }
+
+
+def _run_level(
+    seeds_a: Sequence[int], seeds_b: Sequence[int], correct_a: Any, correct_b: Any
+) -> dict[str, Any]:
+    """Paired t-test over seeds of each run's accuracy on the compared items (fast - fp32, paired by seed).
+
+    The training run is the unit of replication: with a budget this short, anything that perturbs training
+    (precision, a dropout stream) moves a run's accuracy on every item at once, which item-level tests,
+    treating items as independent, read as a difference.
+    """
+    import numpy as np
+    from scipy import stats
+
+    if list(seeds_a) != list(seeds_b):
+        raise SystemExit(f"--accuracy-pair: the two sides need the same seeds, got {seeds_a} and {seeds_b}")
+    fast, fp32 = correct_a.mean(axis=-1), correct_b.mean(axis=-1)
+    test = stats.ttest_rel(fast, fp32)
+    interval = test.confidence_interval(0.95)
+    return {
+        "seeds": list(seeds_a),
+        "fast": fast.tolist(),
+        "fp32": fp32.tolist(),
+        "difference": {"value": float(np.mean(fast - fp32)), "low": interval.low, "high": interval.high},
+        "p": float(test.pvalue),
     }
 
 
@@ -1307,19 +1336,52 @@ def _startup_section(runs: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _accuracy_unchanged(acc: dict[str, Any]) -> bool:
-    """No significant difference pooled over all items, and none in any language after Holm."""
-    return acc["pooled"]["p"] >= 0.05 and acc["record"]["wins"] == 0 and acc["record"]["losses"] == 0
+    """No significant difference in any language after Holm, and none overall: pooled over the items for
+    one run a side, over the runs (paired by seed, :func:`_run_level`) for several seeds."""
+    overall = acc["run_level"]["p"] if acc.get("run_level") else acc["pooled"]["p"]
+    return overall >= 0.05 and acc["record"]["wins"] == 0 and acc["record"]["losses"] == 0
 
 
 def _points(estimate: dict[str, float]) -> str:
     return f"{100 * estimate['value']:+.1f} [{100 * estimate['low']:+.1f}, {100 * estimate['high']:+.1f}]"
 
 
+def _test_name(acc: dict[str, Any]) -> str:
+    if acc["test"] == "mcnemar":
+        return "exact McNemar"
+    return "exact sign-flip permutation test (seed-averaged items)"
+
+
 def _accuracy_summary(acc: dict[str, Any]) -> str:
-    pooled = acc["pooled"]
+    pooled, fast = acc["pooled"], acc["fast"]
+    seeds = f"{len(fast['seeds'])} seeds a side, " if len(fast["seeds"]) > 1 else ""
+    text = (
+        f"{fast['method']} fast - fp32 = {_points(pooled['difference'])} points over {pooled['n']:,} "
+        f"test items ({seeds}dropout kernel {fast['dropout_kernel']}), "
+        f"{_test_name(acc)} p = {pooled['p']:.2f}"
+    )
+    if acc.get("run_level"):
+        runs = acc["run_level"]
+        text += (
+            f"; over the runs (paired by seed) {_points(runs['difference'])}, paired t p = {runs['p']:.2f}"
+        )
+    return text
+
+
+def _run_level_text(acc: dict[str, Any]) -> str:
+    runs = acc.get("run_level")
+    if not runs:
+        return ""
+    per_seed = "; ".join(
+        f"seed {seed}: {100 * a:.1f} vs {100 * b:.1f}"
+        for seed, a, b in zip(runs["seeds"], runs["fast"], runs["fp32"], strict=True)
+    )
     return (
-        f"{acc['fast']['method']} fast - fp32 = {_points(pooled['difference'])} points over {pooled['n']:,} "
-        f"test items, exact McNemar p = {pooled['p']:.2f}"
+        f" Per run, on the compared items ({per_seed}): fast - fp32 = {_points(runs['difference'])} points "
+        f"(95% t interval over {len(runs['seeds'])} seeds), paired t-test p = {runs['p']:.2f}. The run is "
+        "the unit of replication: at this budget anything that perturbs training moves all of a run's items "
+        "at once, so with several seeds the verdict rests on this test (and on the languages after Holm), "
+        "not on the item-pooled one."
     )
 
 
@@ -1355,24 +1417,41 @@ def _accuracy_section(acc: dict[str, Any]) -> list[str]:
     if fast["train_seconds"] and fp32["train_seconds"]:
         train = (
             f" Training took {fast['train_seconds']:.0f} s in fast mode and {fp32['train_seconds']:.0f} s in "
-            f"fp32 ({fp32['train_seconds'] / fast['train_seconds']:.2f}x; runs of the harness, timed by it)."
+            f"fp32 ({fp32['train_seconds'] / fast['train_seconds']:.2f}x; mean over seeds; runs of the "
+            "harness, timed by it, not necessarily on a quiet machine)."
         )
     verdict = "unchanged within noise" if _accuracy_unchanged(acc) else "CHANGED"
+
+    def side(x: dict[str, Any]) -> str:
+        runs = ", ".join(f"`{name}`" for name in x["runs"])
+        return (
+            f"`precision={x['precision']}`, `frozen_backbone_dtype={x['frozen_backbone_dtype']}`, "
+            f"`dropout_kernel={x['dropout_kernel']}`: {runs}"
+        )
+
+    seeds = ", ".join(str(seed) for seed in fast["seeds"])
+    if acc["test"] == "mcnemar":
+        p_text = (
+            "p is the exact McNemar test on the discordant items (fast right and fp32 wrong / the reverse)"
+        )
+    else:
+        p_text = (
+            "p is the exact sign-flip permutation test of the seed-averaged per-item differences (the "
+            "'only ... right' counts are seed-averaged too)"
+        )
     return [
         "## Fast mode accuracy (fixed comparison)",
         "",
-        f"The same run twice - {fast['method']}, seed {fast['seed']}, identical data, steps and batch "
-        f"order - once in fast mode (`precision={fast['precision']}`, "
-        f"`frozen_backbone_dtype={fast['frozen_backbone_dtype']}`: `{fast['run']}`) and once in fp32 "
-        f"(`precision={fp32['precision']}`, `frozen_backbone_dtype={fp32['frozen_backbone_dtype']}`: "
-        f"`{fp32['run']}`), compared item by item on the test languages both predicted "
-        f"({acc['coverage']}). Differences are fast - fp32 in accuracy points with paired bootstrap 95% "
-        "intervals; p is the exact McNemar test on the discordant items (fast right and fp32 wrong / the "
-        "reverse), Holm-adjusted over the languages. Per-language verdicts (fast better / no difference / "
-        f"fp32 better): {record['wins']}/{record['ties']}/{record['losses']}; mean per-language difference "
+        f"The same runs twice - {fast['method']}, seeds {seeds}, identical data, steps, batch order and "
+        f"dropout masks per seed - once in fast mode ({side(fast)}) and once in fp32 ({side(fp32)}), "
+        f"compared item by item on the test languages both predicted ({acc['coverage']}). Differences are "
+        f"fast - fp32 in accuracy points with paired bootstrap 95% intervals; {p_text}, Holm-adjusted over "
+        "the languages. Per-language verdicts (fast better / no difference / fp32 better): "
+        f"{record['wins']}/{record['ties']}/{record['losses']}; mean per-language difference "
         f"{_points(acc['mean_difference'])} (two-stage bootstrap), Wilcoxon signed-rank p = "
         f"{acc['wilcoxon_p']:.2f}. Pooled, the smallest difference this comparison could detect (80% power, "
-        f"5% level) is {100 * pooled['mde']:.1f} points. Verdict: **{verdict}**.{train}",
+        f"5% level) is {100 * pooled['mde']:.1f} points.{_run_level_text(acc)} "
+        f"Verdict: **{verdict}**.{train}",
         "",
         *(f"> {w}" for w in acc["warnings"]),
         *([""] if acc["warnings"] else []),
@@ -1384,7 +1463,7 @@ def _accuracy_section(acc: dict[str, Any]) -> list[str]:
                 "fp32 %",
                 "fast - fp32 [95% CI]",
                 "only fast / only fp32 right",
-                "McNemar p",
+                "p",
                 "Holm p",
             ],
             rows,

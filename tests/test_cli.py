@@ -79,6 +79,7 @@ def test_listings_in_json():
         (["run", "--budget", "huge"], "unknown budget 'huge'"),
         (["run", "--seed", "one", "--budget", "smoke"], "--seed"),
         (["run", "--option", "novalue", "--budget", "smoke"], "key=value"),
+        (["run", "--dropout-kernel", "fused", "--budget", "smoke"], "dropout_kernel must be one of"),
         (["languages", "--format", "xml"], "xml"),
     ],
 )
