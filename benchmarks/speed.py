@@ -180,8 +180,8 @@ def _profile_categories(name: str) -> str:
         return "attention products (bmm / SDPA kernels)"
     if "softmax" in op:
         return "softmax"
-    if op in ("bernoulli_", "native_dropout", "native_dropout_backward", "dropout", "random_", "ge"):
-        return "dropout masks (bernoulli_, or random_ + ge in lean)"
+    if op in ("bernoulli_", "native_dropout", "native_dropout_backward", "dropout", "random_", "lt"):
+        return "dropout masks (bernoulli_, or random_ + lt in lean)"
     if op in (
         "mul",
         "mul_",
@@ -1382,6 +1382,12 @@ def _run_level_text(acc: dict[str, Any]) -> str:
         "the unit of replication: at this budget anything that perturbs training moves all of a run's items "
         "at once, so with several seeds the verdict rests on this test (and on the languages after Holm), "
         "not on the item-pooled one."
+    ) + (
+        f" The item-pooled test does find a difference ({_points(acc['pooled']['difference'])} points, "
+        f"p = {acc['pooled']['p']:.2g}), so read a verdict of 'unchanged' as 'no change these seeds can "
+        "resolve': a loss of that size is as consistent with them as no loss."
+        if acc["pooled"]["p"] < 0.05
+        else ""
     )
 
 
