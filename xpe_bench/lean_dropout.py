@@ -14,9 +14,10 @@ did. On CPU that costs more than it looks (profile in ``benchmarks/RESULTS.md``)
 * masks come from 16-bit random words (:func:`drop_mask`): an element is dropped with probability
   ``round(p * 65536) / 65536`` (0.1000061 for p = 0.1) and kept ones are scaled by the exact inverse of the
   keep rate, so the expectation is unchanged;
-* attention with dropout runs as one autograd function (:class:`_AttentionWithDropout`) that saves q, k, v
-  and a 1-byte mask, and recomputes the probabilities in the backward pass (one extra L x L product, under
-  3% of an encoder layer's FLOPs). Without dropout (evaluation) it hands over to SDPA's fused kernels.
+* attention with dropout runs as one autograd function (:class:`_AttentionWithDropout`) that saves fp32
+  copies of q, k, v and a 1-byte mask, and recomputes the probabilities in the backward pass (one extra
+  L x L product, under 3% of an encoder layer's FLOPs). Without dropout (evaluation) it hands over to SDPA's
+  fused kernels.
 
 The masks are drawn from torch's generator, so runs stay reproducible from their seed, but they are not
 the masks ``torch`` would draw: a budget's ``dropout_kernel`` field records which kernel a result used.
