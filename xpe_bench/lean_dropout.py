@@ -89,11 +89,14 @@ def _packed(x: torch.Tensor, scale: float = 1.0, dtype: torch.dtype | None = Non
     return torch.mul(x, scale, out=torch.empty(x.shape, dtype=dtype, device=x.device))
 
 
-def _probabilities(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """softmax(q k^T + bias) from pre-scaled queries."""
+def _probabilities(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T + mask) from pre-scaled queries; a boolean ``mask`` is True where attention is allowed,
+    any other is added to the scores."""
     scores = torch.matmul(q, k.transpose(-1, -2))
-    if bias is not None:
-        scores.add_(bias)
+    if mask is not None and mask.dtype == torch.bool:
+        scores.masked_fill_(mask.logical_not(), torch.finfo(scores.dtype).min)
+    elif mask is not None:
+        scores.add_(mask)
     return torch.softmax(scores, dim=-1)
 
 
@@ -110,7 +113,7 @@ def _heads_last(x: torch.Tensor, dtype: torch.dtype, scale: float = 1.0) -> torc
 
 
 class _AttentionWithDropout(torch.autograd.Function):
-    """softmax(q k^T * scale + bias) with dropout, times v; in fp32 (fp64 for fp64 inputs), as SDPA's CPU
+    """softmax(q k^T * scale + mask) with dropout, times v; in fp32 (fp64 for fp64 inputs), as SDPA's CPU
     math path computes. Takes q, k, v as B x H x L x D and returns B x L x H x D (contiguous, input dtype).
 
     Saves the fp32 q (scaled), k and v and the boolean drop-mask (B x H x L x L bytes) instead of the fp32
@@ -123,23 +126,23 @@ class _AttentionWithDropout(torch.autograd.Function):
         q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
-        bias: torch.Tensor | None,
+        mask: torch.Tensor | None,
         p: float,
         scale: float,
     ) -> torch.Tensor:
         q_scaled, k_wide, v_wide = _packed(q, scale), _packed(k), _packed(v)
-        probs = _probabilities(q_scaled, k_wide, bias)
+        probs = _probabilities(q_scaled, k_wide, mask)
         drop, keep_scale = drop_mask(tuple(probs.shape), p, probs.device)
         out = torch.matmul(probs.masked_fill_(drop, 0), v_wide)
-        ctx.save_for_backward(q_scaled, k_wide, v_wide, bias, drop)
+        ctx.save_for_backward(q_scaled, k_wide, v_wide, mask, drop)
         ctx.scale, ctx.keep_scale, ctx.dtypes = scale, keep_scale, (q.dtype, k.dtype, v.dtype)
         return _heads_last(out, q.dtype, keep_scale)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        q_scaled, k_wide, v_wide, bias, drop = ctx.saved_tensors
+        q_scaled, k_wide, v_wide, mask, drop = ctx.saved_tensors
         q_dtype, k_dtype, v_dtype = ctx.dtypes
-        probs = _probabilities(q_scaled, k_wide, bias)
+        probs = _probabilities(q_scaled, k_wide, mask)
         grad = _packed(grad_out.transpose(1, 2), ctx.keep_scale, q_scaled.dtype)
         grad_v = _heads_last(torch.matmul(probs.masked_fill(drop, 0).transpose(-1, -2), grad), v_dtype)
         grad_probs = torch.matmul(grad, v_wide.transpose(-1, -2)).masked_fill_(drop, 0)
@@ -172,14 +175,8 @@ def lean_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    bias = None
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            bias = torch.zeros(attention_mask.shape, dtype=torch.float32)
-            bias.masked_fill_(~attention_mask, torch.finfo(torch.float32).min)
-        else:
-            bias = attention_mask if attention_mask.dtype == torch.float64 else attention_mask.float()
-    return _AttentionWithDropout.apply(query, key, value, bias, dropout, scale), None
+    # The same mask object goes to every layer: kept as it is (1 byte a position if boolean), not converted.
+    return _AttentionWithDropout.apply(query, key, value, attention_mask, dropout, scale), None
 
 
 AttentionInterface.register(ATTENTION_NAME, lean_attention_forward)
@@ -199,8 +196,7 @@ def set_dropout_kernel(encoder: nn.Module, kernel: str) -> None:
         for attr, child in list(module.named_children()):
             if type(child) is old:
                 setattr(module, attr, new(child.p).train(child.training))
-    config = getattr(encoder, "config", None)
-    attention = getattr(config, "_attn_implementation", None)
-    wanted = {"sdpa": ATTENTION_NAME, ATTENTION_NAME: "sdpa"}.get(attention or "")
-    if wanted is not None and (attention == "sdpa") == lean:
+    attention = getattr(getattr(encoder, "config", None), "_attn_implementation", None)
+    wanted = ATTENTION_NAME if lean else "sdpa"
+    if attention in ("sdpa", ATTENTION_NAME) and attention != wanted:
         encoder.set_attn_implementation(wanted)
