@@ -663,7 +663,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     lean_modes = [m for m in modes if wl.MODES[m].dropout_kernel == "lean"]
     if "allocator" not in skip and lean_modes:
-        # The most memory-hungry lean configuration, again with glibc returning big blocks eagerly.
+        # The first lean configuration (spt fp32-lean by default, the most memory-hungry one), again with
+        # glibc giving big blocks back as soon as they are freed.
         spec = {**base, "stack": "ours", "method": methods[0], "mode": lean_modes[0]}
         results["allocator"] = [
             {"mmap_threshold": t, **runner.spawn("train", spec, {"MALLOC_MMAP_THRESHOLD_": str(t)})}
@@ -1371,10 +1372,11 @@ def _allocator_section(runs: Sequence[dict[str, Any]], allocator: Sequence[dict[
             """The same configuration in fresh processes with glibc's mmap threshold fixed (the
             `MALLOC_MMAP_THRESHOLD_` environment variable; any glibc program honours it, no code change).
             glibc's default threshold adapts upwards to 32 MiB, so the activations of the varying-length
-            batches are carved from a heap that keeps freed blocks for reuse and only grows; with a fixed
-            threshold, every block at least that large is its own mapping and goes back to the system when
-            freed, at the price of page faults on every reuse. The speed column is training examples per
-            second against the default, both measured in this run. Not counted for any target."""
+            batches are carved from a heap that keeps freed blocks for reuse rather than returning them;
+            with a fixed threshold, every block at least that large is its own mapping and goes back to the
+            system when freed, at the price of page faults on every reuse. The speed column is training
+            examples per second against the default, both measured in this run. Not counted for any
+            target."""
         ),
         "",
         _table(["allocator", "peak RSS MiB", "vs default MiB", "training speed"], rows),
