@@ -168,11 +168,16 @@ def _torch_threads() -> int:
 def worker_peak(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    return {
+    out: dict[str, Any] = {
         "fp32": wl.matmul_peak(torch.float32, repeats=spec["repeats"]),
         "bf16": wl.matmul_peak(torch.bfloat16, repeats=spec["repeats"]),
         "torch_threads": torch.get_num_threads(),
     }
+    try:  # no mode computes in int8; measured to say what evaluation could reach with it
+        out["int8"] = wl.matmul_peak(torch.int8, repeats=spec["repeats"])
+    except (RuntimeError, NotImplementedError) as error:  # a CPU or build without int8 matmul
+        print(f"[speed] no int8 matmul: {error}", file=sys.stderr)
+    return out
 
 
 def _profile_categories(name: str) -> str:
@@ -863,7 +868,11 @@ def _peak_for(mode: str, peaks: dict[str, float]) -> float:
 def render(r: dict[str, Any]) -> str:
     steps = r["steps"]
     m = r["machine"]
-    peaks = {k: statistics.median([r["peak_start"][k], r["peak_end"][k]]) for k in ("fp32", "bf16")}
+    peaks = {
+        k: statistics.median([r["peak_start"][k], r["peak_end"][k]])
+        for k in ("fp32", "bf16", "int8")
+        if k in r["peak_start"] and k in r["peak_end"]
+    }
     runs: list[dict[str, Any]] = r["train"]
     out: list[str] = ["# Speed benchmark: xpe-bench vs the PEFT + Trainer reference stack", ""]
     if steps < SMOKE_BELOW:
@@ -889,7 +898,13 @@ def render(r: dict[str, Any]) -> str:
         f"- Command: `{r['command']}` (total {r['total_seconds'] / 60:.1f} min)",
         f"- Matmul peak (2048^3, median of 7; at start / at end): fp32 "
         f"{_g(r['peak_start']['fp32'])} / {_g(r['peak_end']['fp32'])} GFLOP/s, bf16 "
-        f"{_g(r['peak_start']['bf16'])} / {_g(r['peak_end']['bf16'])} GFLOP/s",
+        f"{_g(r['peak_start']['bf16'])} / {_g(r['peak_end']['bf16'])} GFLOP/s"
+        + (
+            f", int8 (`torch._int_mm`, int32 accumulation) {_g(r['peak_start']['int8'])} / "
+            f"{_g(r['peak_end']['int8'])} GOP/s"
+            if "int8" in peaks
+            else ""
+        ),
         "",
         "## Workload",
         "",
@@ -1153,6 +1168,19 @@ def _eval_limit_text(target: str, fe: dict[str, Any], peaks: dict[str, float]) -
             f"({peaks['bf16'] / 1e9:.0f} GFLOP/s); achieved {achieved / 1e9:.0f} GFLOP/s "
             f"({achieved / peaks['bf16']:.0%})."
         )
+        if "int8" in peaks:
+            projected = flops_all / (peaks["int8"] * achieved / peaks["bf16"])
+            text += (
+                f" Only int8 arithmetic comes near it on this CPU: an int8 matmul ran at "
+                f"{peaks['int8'] / 1e9:.0f} GOP/s, so 5 min would need {needed / peaks['int8']:.0%} of that; "
+                "at the fast mode's achieved fraction, an int8 encoder would take about "
+                f"{projected / 60:.1f} "
+                + _para(
+                    """min (a projection, not a measurement). No mode computes in int8: it would quantise
+                    the activations as well as the weights, beyond the fast mode's definition (a bf16
+                    backbone), and change the predictions, so it would need an accuracy check of its own."""
+                )
+            )
     return text
 
 

@@ -587,15 +587,25 @@ def make_trainer(model: nn.Module, backbone: Backbone, args: Any, train: dataset
 
 
 def matmul_peak(dtype: torch.dtype, *, n: int = 2048, repeats: int = 7, device: str = "cpu") -> float:
-    """Median FLOP/s of an ``n^3`` matmul (two warm-ups first)."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
+    """Median FLOP/s of an ``n^3`` matmul (two warm-ups first).
+
+    ``torch.int8`` times ``torch._int_mm`` (int8 operands, int32 accumulation: what VNNI / tensor cores
+    run), counting a multiply-add as two operations like the float rates.
+    """
+    if dtype == torch.int8:
+        a = torch.randint(-128, 128, (n, n), dtype=dtype, device=device)
+        b = torch.randint(-128, 128, (n, n), dtype=dtype, device=device)
+        multiply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch._int_mm
+    else:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        multiply = torch.mm
     sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
     for i in range(repeats + 2):
         sync()
         started = time.perf_counter()
-        torch.mm(a, b)
+        multiply(a, b)
         sync()
         if i >= 2:
             times.append(time.perf_counter() - started)
