@@ -17,6 +17,7 @@ from xpe_bench.cli import app
 from xpe_bench.compact import export_run
 from xpe_bench.comparison import prepare
 from xpe_bench.errors import UserInputError
+from xpe_bench.store import MANIFEST_SCHEMA, config_key
 
 runner = CliRunner()
 
@@ -49,8 +50,10 @@ def write_run(
     run = root / name
     (run / "predictions").mkdir(parents=True)
     manifest = {
+        "schema": MANIFEST_SCHEMA,
         "status": "complete",
-        "key": hashlib.sha256(name.encode()).hexdigest(),
+        "identity": {"name": name},
+        "key": config_key({"name": name}),
         "task": {"name": task, "version": task_version, "labels": labels},
         "method": {"name": method, "options": options or {}, "parameters": {"total": 1000, "trainable": 42}},
         "backbone": {"name": "me5-small", "weights_sha256": "b" * 64},
@@ -67,7 +70,7 @@ def write_run(
         gold = ids % len(labels)
         pred = np.where(rng.random(ITEMS) < accuracy, gold, (gold + 1) % len(labels))
         lines = [
-            json.dumps({"id": str(i), "gold": int(g), "pred": int(p), "scores": None})
+            json.dumps({"id": str(i), "gold": int(g), "pred": int(p), "scores": []})
             for i, g, p in zip(ids, gold, pred, strict=True)
         ]
         (run / "predictions" / f"{lang}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")

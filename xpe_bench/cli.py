@@ -6,16 +6,18 @@ exit code 2; finished results are never touched by such an error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from xpe_bench import __version__
 from xpe_bench.errors import UserInputError
@@ -79,6 +81,28 @@ def _parse_options(values: list[str]) -> dict[str, str]:
             raise UserInputError(f"--option: {item!r} must look like key=value")
         options[key.strip()] = val.strip()
     return options
+
+
+@contextlib.contextmanager
+def _run_outcomes(runs_dir: Path) -> Iterator[None]:
+    """How a run ends when it does not finish: one line each, with an exit code a script can act on."""
+    from xpe_bench.errors import RunFailed
+    from xpe_bench.store import RunLocked
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: finished work is kept in {runs_dir}; run the same command again to resume",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    except RunLocked as exc:
+        err_console.print(f"[bold yellow]busy:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(75) from exc  # EX_TEMPFAIL: the same command can succeed later
+    except RunFailed as exc:
+        err_console.print(f"[bold red]run failed:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -149,39 +173,52 @@ def run(
     )
     seeds = _parse_seeds(seed)
     options = _parse_options(option or [])
-    runner = Runner(_registry(), Reporters(train=RichProgress(console), evaluate=RichProgress(console)))
-    for one_seed in seeds:
-        request = RunRequest(
-            task=task,
-            method=method,
-            budget=chosen,
-            seed=one_seed,
-            runs_dir=runs_dir,
-            backbone=backbone,
-            sources=sources,
-            targets=targets,
-            data_dir=data_dir,
-            options=options,
-            regime=regime,
-            init_from=init_from,
-            init_parts=init_parts,
-        )
-        console.rule(
-            f"{method} on {task} · {regime} · backbone {backbone} · budget {chosen.name} · seed {one_seed}"
-        )
-        outcomes = runner.execute(request)
-        metrics = {lang: m for outcome in outcomes for lang, m in outcome.metrics.items()}
-        reused = sum(outcome.reused_state for outcome in outcomes)
-        if reused:
-            console.print(f"[dim]reused the stored trained state of {reused} of {len(outcomes)} run(s)[/]")
-        reused_languages = sum(len(outcome.reused_languages) for outcome in outcomes)
-        if reused_languages:
-            console.print(f"[dim]reused stored predictions for {reused_languages} languages[/]")
-        print_run_result(console, metrics, outcomes[0].task.languages, title=f"{method} seed {one_seed}")
-        train_s = sum(o.manifest["timings"]["train_seconds"] for o in outcomes)
-        eval_s = sum(o.manifest["timings"]["eval_seconds"] for o in outcomes)
-        where = outcomes[0].store.path if len(outcomes) == 1 else f"{len(outcomes)} runs in {runs_dir}"
-        console.print(f"train {train_s:.0f} s · evaluate {eval_s:.0f} s · run directory: [bold]{where}[/]")
+    runner = Runner(
+        _registry(),
+        Reporters(
+            train=RichProgress(console),
+            evaluate=RichProgress(console),
+            note=lambda message: console.print(f"[dim]{escape(message)}[/]", highlight=False),
+        ),
+    )
+    with _run_outcomes(runs_dir):
+        for one_seed in seeds:
+            request = RunRequest(
+                task=task,
+                method=method,
+                budget=chosen,
+                seed=one_seed,
+                runs_dir=runs_dir,
+                backbone=backbone,
+                sources=sources,
+                targets=targets,
+                data_dir=data_dir,
+                options=options,
+                regime=regime,
+                init_from=init_from,
+                init_parts=init_parts,
+            )
+            console.rule(
+                f"{method} on {task} · {regime} · backbone {backbone} · budget {chosen.name} "
+                f"· seed {one_seed}"
+            )
+            outcomes = runner.execute(request)
+            metrics = {lang: m for outcome in outcomes for lang, m in outcome.metrics.items()}
+            reused = sum(outcome.reused_state for outcome in outcomes)
+            if reused:
+                console.print(
+                    f"[dim]reused the stored trained state of {reused} of {len(outcomes)} run(s)[/]"
+                )
+            reused_languages = sum(len(outcome.reused_languages) for outcome in outcomes)
+            if reused_languages:
+                console.print(f"[dim]reused stored predictions for {reused_languages} languages[/]")
+            print_run_result(console, metrics, outcomes[0].task.languages, title=f"{method} seed {one_seed}")
+            train_s = sum(o.manifest["timings"]["train_seconds"] for o in outcomes)
+            eval_s = sum(o.manifest["timings"]["eval_seconds"] for o in outcomes)
+            where = outcomes[0].store.path if len(outcomes) == 1 else f"{len(outcomes)} runs in {runs_dir}"
+            console.print(
+                f"train {train_s:.0f} s · evaluate {eval_s:.0f} s · run directory: [bold]{where}[/]"
+            )
 
 
 @app.command()

@@ -208,6 +208,11 @@ def load_run(path: Path) -> Run:
         raise UserInputError(
             f"{path}: not a run directory (no {MANIFEST}) nor a compact run file (*{SUFFIX})"
         )
+    if manifest.get("status") == "failed":
+        raise UserInputError(
+            f"{path}: the run failed ({manifest.get('failure', {}).get('error')}); failed runs are never "
+            "compared or ranked: leave it out"
+        )
     missing = [name for name in _REQUIRED if _lookup(manifest, name) is None] + (
         ["seed"] if "seed" not in manifest else []
     )
