@@ -74,6 +74,37 @@ class SourceStage:
 
 
 @dataclass
+class PreparedRun:
+    """One configuration resolved down to its identity and run directory, ready to execute."""
+
+    request: RunRequest
+    task: TaskSpec
+    spec: MethodSpec
+    options: dict[str, Any]
+    sources: list[str]
+    targets: list[str]
+    init: SourceStage | None
+    data: TaskData
+    train: datasets.Dataset
+    dev: datasets.Dataset
+    backbone: Backbone
+    backbone_seconds: float
+    identity: dict[str, Any]
+    store: RunStore
+
+    @property
+    def status(self) -> str:
+        """The stored status (``absent`` when nothing is stored yet; ``unreadable`` for a corrupt record)."""
+        try:
+            manifest = self.store.read_manifest()
+        except CorruptRunFile:
+            return "unreadable"
+        if manifest is None:
+            return "absent"
+        return str(manifest["status"]) if manifest["key"] == config_key(self.identity) else "foreign"
+
+
+@dataclass
 class RunOutcome:
     store: RunStore
     manifest: dict[str, Any]
@@ -118,6 +149,7 @@ class Runner:
     def __init__(self, registry: Registry, reporters: Reporters | None = None) -> None:
         self.registry = registry
         self.reporters = reporters or Reporters()
+        self._backbones: dict[str, tuple[Backbone, float]] = {}
 
     def resolve_languages(
         self, task: TaskSpec, sources: str | None, targets: str | None
@@ -133,6 +165,11 @@ class Runner:
 
     def execute(self, request: RunRequest) -> list[RunOutcome]:
         """Run the request's regime: one run (zero-shot-xlt) or one run per target language."""
+        return [self.run_prepared(prepared) for prepared in self.prepare(request)]
+
+    def prepare(self, request: RunRequest) -> list[PreparedRun]:
+        """Validate the request and resolve each of its runs to an identity and a run directory; nothing is
+        written. A ``supervised`` request needs its finished source-stage run (``init_from``)."""
         if request.regime not in REGIMES:
             raise UserInputError(f"--regime: {request.regime!r}; valid: {', '.join(REGIMES)}")
         task = self.registry.task(request.task)
@@ -142,7 +179,7 @@ class Runner:
                 raise UserInputError("--init-from is only used with --regime supervised")
             sources, targets = self.resolve_languages(task, request.sources, request.targets)
             options = spec.resolve_options(request.options)
-            return [self._run(request, task, spec, options, sources, targets, None)]
+            return [self._prepare(request, task, spec, options, sources, targets, None)]
         if request.sources is not None:
             raise UserInputError(
                 f"--sources is not used with --regime {request.regime}: every target language trains on "
@@ -158,7 +195,7 @@ class Runner:
         # The target stage's own option values (e.g. no XPE dropout); the user's options still win.
         options = spec.resolve_options({**spec.target_stage, **request.options})
         init = self._source_stage(request, task, spec) if request.regime == "supervised" else None
-        return [self._run(request, task, spec, options, [lang], [lang], init) for lang in targets]
+        return [self._prepare(request, task, spec, options, [lang], [lang], init) for lang in targets]
 
     def _source_stage(self, request: RunRequest, task: TaskSpec, spec: MethodSpec) -> SourceStage:
         if request.init_from is None:
@@ -198,7 +235,15 @@ class Runner:
             state=state,
         )
 
-    def _run(
+    def _backbone(self, name: str) -> tuple[Backbone, float]:
+        """Load a backbone once per runner (a sweep chunk runs many configurations on one backbone)."""
+        if name not in self._backbones:
+            started = time.perf_counter()
+            backbone = load_backbone(name, self.registry.backbones, cache_root())
+            self._backbones[name] = (backbone, time.perf_counter() - started)
+        return self._backbones[name]
+
+    def _prepare(
         self,
         request: RunRequest,
         task: TaskSpec,
@@ -207,15 +252,13 @@ class Runner:
         sources: list[str],
         targets: list[str],
         init: SourceStage | None,
-    ) -> RunOutcome:
+    ) -> PreparedRun:
         data = TaskData(task, resolve_data_root(request.data_dir))
         budget = request.budget
         train = _concat([_subset(data, lang, "train", budget.train_per_lang, budget) for lang in sources])
         dev = _concat([_subset(data, lang, "dev", budget.dev_per_lang, budget) for lang in sources])
 
-        started = time.perf_counter()
-        backbone = load_backbone(request.backbone, self.registry.backbones, cache_root())
-        backbone_seconds = time.perf_counter() - started
+        backbone, backbone_seconds = self._backbone(request.backbone)
         if init is not None and init.backbone_sha256 != backbone.weights_sha256:
             raise UserInputError(f"--init-from {init.path}: it was trained on other backbone weights")
 
@@ -237,6 +280,30 @@ class Runner:
         if request.regime != "zero-shot-xlt":
             label += f"-{request.regime}-{sources[0]}"
         store = RunStore.for_identity(request.runs_dir, identity, f"{label}-s{request.seed}")
+        return PreparedRun(
+            request=request,
+            task=task,
+            spec=spec,
+            options=options,
+            sources=sources,
+            targets=targets,
+            init=init,
+            data=data,
+            train=train,
+            dev=dev,
+            backbone=backbone,
+            backbone_seconds=backbone_seconds,
+            identity=identity,
+            store=store,
+        )
+
+    def run_prepared(self, prepared: PreparedRun) -> RunOutcome:
+        """Execute one prepared run under its run directory's lock (:class:`RunLocked` if a live process
+        holds it): reuse what is stored and sound, recover what is not, train and predict the rest."""
+        request, task, spec, options = prepared.request, prepared.task, prepared.spec, prepared.options
+        targets, init, data, budget = prepared.targets, prepared.init, prepared.data, request.budget
+        train, dev, backbone, identity = prepared.train, prepared.dev, prepared.backbone, prepared.identity
+        store = prepared.store
         with store.locked():
             removed = store.remove_temp_files()
             if removed:
@@ -257,7 +324,7 @@ class Runner:
                         method.load_state_dict(method.state_dict() | init.state)
                     self._fit(method, store, manifest, train, dev, budget, request.seed)
                 manifest["data"]["files"] = dict(sorted(data.fingerprints.items()))
-                manifest["timings"]["backbone_load_seconds"] = backbone_seconds
+                manifest["timings"]["backbone_load_seconds"] = prepared.backbone_seconds
 
                 tests = {lang: _subset(data, lang, "test", budget.test_per_lang, budget) for lang in targets}
                 already = set(self._valid_predictions(store, tests))

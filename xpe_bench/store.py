@@ -141,6 +141,18 @@ class RunStore:
             (self.path / OWNER).unlink(missing_ok=True)
             lock.release()
 
+    def is_locked(self) -> bool:
+        """Whether a live process holds the lock now (without creating anything)."""
+        if not (self.path / LOCK).exists():
+            return False
+        lock = FileLock(self.path / LOCK, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
     def _owner(self) -> str:
         try:
             owner = json.loads((self.path / OWNER).read_text(encoding="utf-8"))
