@@ -295,6 +295,7 @@ def fit(
                 **{f"dev_{k}": v for k, v in metrics.items()},
             }
             state["history"].append(record)
+            progress.advance(0, loss=running_loss, **{f"dev_{k}": v for k, v in metrics.items()})
             if metrics:
                 improved = state["best"] is None or (metrics["accuracy"], -metrics["loss"]) > (
                     state["best"]["dev_accuracy"],
