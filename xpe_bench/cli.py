@@ -419,4 +419,4 @@ def main() -> None:
     app()
 
 
-from xpe_bench import cli_compare  # noqa: E402, F401  (registers the compare and leaderboard commands)
+from xpe_bench import cli_compare, cli_sweep  # noqa: E402, F401  (register compare, leaderboard, sweep)
