@@ -24,7 +24,7 @@ from xpe_bench.backbones import Backbone, load_backbone
 from xpe_bench.budgets import Budget, subset_indices
 from xpe_bench.errors import UserInputError
 from xpe_bench.methods import FitContext, Method, MethodSpec, ProgressReporter, SilentProgress
-from xpe_bench.paths import cache_root, resolve_data_root
+from xpe_bench.paths import cache_root, resolve_data_root, safe_name_part
 from xpe_bench.plugins import Registry
 from xpe_bench.provenance import git_commit, hardware, package_versions
 from xpe_bench.store import RunStore, config_key
@@ -112,13 +112,18 @@ class Runner:
     def resolve_languages(
         self, task: TaskSpec, sources: str | None, targets: str | None
     ) -> tuple[list[str], list[str]]:
-        source_codes = task.languages.resolve(sources or task.default_sources, option="--sources")
+        # An empty selection is an error of resolve(), never the task's default.
+        source_codes = task.languages.resolve(
+            task.default_sources if sources is None else sources, option="--sources"
+        )
         test_only = [code for code in source_codes if code in task.test_only]
         if test_only:
             raise UserInputError(
                 f"--sources: {test_only} have no training data in {task.name} (test-only targets)"
             )
-        target_codes = task.languages.resolve(targets or task.default_targets, option="--targets")
+        target_codes = task.languages.resolve(
+            task.default_targets if targets is None else targets, option="--targets"
+        )
         return source_codes, target_codes
 
     def execute(self, request: RunRequest) -> list[RunOutcome]:
@@ -138,7 +143,9 @@ class Runner:
                 f"--sources is not used with --regime {request.regime}: every target language trains on "
                 "its own training split"
             )
-        targets = task.languages.resolve(request.targets or task.default_targets, option="--targets")
+        targets = task.languages.resolve(
+            task.default_targets if request.targets is None else request.targets, option="--targets"
+        )
         no_train = [lang for lang in targets if lang in task.test_only]
         if no_train:
             raise UserInputError(
@@ -222,11 +229,19 @@ class Runner:
         }
         if init is not None:
             identity["init_from"] = {"key": init.key, "parts": init.parts}
-        backbone_label = backbone.name.replace("/", "_")
-        label = f"{task.name}-{spec.name}-{backbone_label}-{budget.name.split('+')[0]}"
+        parts = [task.name, spec.name, backbone.name, budget.name.split("+")[0]]
         if request.regime != "zero-shot-xlt":
-            label += f"-{request.regime}-{sources[0]}"
-        store = RunStore.for_identity(request.runs_dir, identity, f"{label}-s{request.seed}")
+            parts += [request.regime, sources[0]]
+        label = "-".join(safe_name_part(part) for part in [*parts, f"s{request.seed}"])
+        # Everything that can fail on bad input (the method's setup, the targets' test files) fails before
+        # the run directory is created.
+        for lang in targets:
+            data.load(lang, "test")
+        transformers.set_seed(request.seed)
+        method = spec.create(options)
+        method.setup(backbone, task)
+
+        store = RunStore.for_identity(request.runs_dir, identity, label)
         manifest = store.read_manifest()
         if manifest is not None and manifest.get("key") != config_key(identity):
             raise RuntimeError(f"{store.path} holds a different configuration; refusing to overwrite it")
@@ -235,10 +250,6 @@ class Runner:
             if init is not None:
                 manifest["init_from"] = {"key": init.key, "path": init.path, "parts": init.parts}
             store.write_manifest(manifest)
-
-        transformers.set_seed(request.seed)
-        method = spec.create(options)
-        method.setup(backbone, task)
         manifest["method"]["parameters"] = method.parameter_report().to_dict()
 
         reused_state = store.has_state
