@@ -172,7 +172,7 @@ CASES = [
     Case(
         "budget-learning-rate-negative",
         [*RUN, "--budget", "{budget}"],
-        "learning_rates must be > 0, not for ['head']",
+        "learning_rates must be >= 0, not for ['head']",
         budget=_budget("max_steps = 1\nlearning_rates = { head = -1e-3 }\n"),
     ),
     Case(
@@ -329,6 +329,12 @@ CASES = [
         prepare=_runs_is_a_file,
     ),
     Case("runs-dir-read-only", [*RUN], "--runs-dir: '{runs}' is not writable", prepare=_runs_read_only),
+    Case(
+        "runs-dir-under-read-only",
+        [*RUN, "--runs-dir", "{runs}/sub"],
+        "--runs-dir: '{runs}/sub' cannot be created: '{runs}' is not writable",
+        prepare=_runs_read_only,
+    ),
     Case(
         "disk-full",
         [*RUN],

@@ -123,9 +123,9 @@ class Budget:
         unknown = set(self.learning_rates) - set(ROLES)
         if unknown:
             problems.append(f"learning_rates has unknown roles {sorted(unknown)}; roles: {ROLES}")
-        not_positive = sorted(role for role, rate in self.learning_rates.items() if not rate > 0)
-        if not_positive:
-            problems.append(f"learning_rates must be > 0, not for {not_positive}")
+        negative = sorted(role for role, rate in self.learning_rates.items() if rate < 0)
+        if negative:  # 0 is allowed: it keeps a role at its initial (or source-stage) values
+            problems.append(f"learning_rates must be >= 0, not for {negative}")
         if not 0 <= self.warmup_ratio < 1:
             problems.append("warmup_ratio must be in [0, 1)")
         if problems:

@@ -56,9 +56,11 @@ def check_writable_dir(path: Path, option: str) -> None:
         what = "is" if existing == path else f"lies under {str(existing)!r}, which is"
         raise UserInputError(f"{option}: {str(path)!r} {what} a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == path else f" (its existing parent {str(existing)!r} is not)"
+        if existing == path:
+            raise UserInputError(f"{option}: {str(path)!r} is not writable; choose a folder you can write to")
         raise UserInputError(
-            f"{option}: {str(path)!r} is not writable{where}; choose a folder you can write to"
+            f"{option}: {str(path)!r} cannot be created: {str(existing)!r} is not writable; choose a folder "
+            "you can write to"
         )
 
 
