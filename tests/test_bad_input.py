@@ -411,3 +411,41 @@ def test_a_backbone_folder_with_dots_and_slashes_runs_inside_runs_dir(tmp_path, 
     (run_dir,) = runs.iterdir()
     assert run_dir.parent == runs and "/" not in run_dir.name and " " not in run_dir.name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep", "my models"]
+
+
+def test_a_full_disk_mid_run_keeps_every_finished_file(tmp_path, monkeypatch):
+    """ENOSPC while predicting a new language: one line, exit 2, the finished files unchanged, and the same
+    command resumes once there is space."""
+    from xpe_bench import store
+
+    runs = tmp_path / "runs"
+    first = CliRunner().invoke(app, [*RUN, "--runs-dir", str(runs)])
+    assert first.exit_code == 0, first.output
+    (run_dir,) = runs.iterdir()
+    finished = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+
+    real_write = store.atomic_write_bytes
+
+    def full_for_new_predictions(path: Path, data: bytes) -> None:
+        if path.name == "deu_Latn.jsonl":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(store, "atomic_write_bytes", full_for_new_predictions)
+    more = [*RUN, "--targets", "eng_Latn,deu_Latn", "--runs-dir", str(runs)]
+    full = CliRunner().invoke(app, more)
+    assert full.exit_code == 2, full.output
+    (line,) = full.stderr.splitlines()
+    assert line.startswith("error: no space left on the device writing ") and "deu_Latn.jsonl" in line
+    assert "rerun the same command to resume" in line
+    for path, data in finished.items():
+        if path.name != "manifest.json":  # the manifest records progress; the results are untouched
+            assert path.read_bytes() == data, path
+
+    monkeypatch.setattr(store, "atomic_write_bytes", real_write)
+    resumed = CliRunner().invoke(app, more)
+    assert resumed.exit_code == 0, resumed.output
+    assert "reused stored predictions for 1 languages" in resumed.output
+    assert (run_dir / "predictions" / "eng_Latn.jsonl").read_bytes() == finished[
+        run_dir / "predictions" / "eng_Latn.jsonl"
+    ]

@@ -57,8 +57,9 @@ def test_languages_filters_and_groups():
 
 def test_listings_in_json():
     assert "sib200" in {row["name"] for row in _json(["tasks", "--format", "json"])}
-    methods = {row["name"] for row in _json(["methods", "--format", "json"])}
-    assert {"spt", "xpe", "dual", "dual-30", "dual-70"} <= methods
+    methods = {row["name"]: row for row in _json(["methods", "--format", "json"])}
+    assert {"spt", "xpe", "dual", "dual-30", "dual-70"} <= set(methods)
+    assert methods["xpe"]["valid"]["xpe_dropout"] == "in [0.0, 1.0)"
     plugins = {row["name"]: row for row in _json(["plugins", "--format", "json"])}
     assert plugins["prompt_tuning"]["status"] == "loaded"
     assert plugins["prompt_tuning"]["distribution"] == "xpe-bench"
