@@ -338,7 +338,7 @@ CASES = [
     Case(
         "disk-full",
         [*RUN],
-        "no space left on the device; nothing finished was lost (every file is written whole or not at all): "
+        "No space left on device; nothing finished was lost (every file is written whole or not at all): "
         "free some space and rerun the same command to resume",
         prepare=_disk_full,
     ),
@@ -436,7 +436,7 @@ def test_a_full_disk_mid_run_keeps_every_finished_file(tmp_path, monkeypatch):
     full = CliRunner().invoke(app, more)
     assert full.exit_code == 2, full.output
     (line,) = full.stderr.splitlines()
-    assert line.startswith("error: no space left on the device writing ") and "deu_Latn.jsonl" in line
+    assert line.startswith("error: No space left on device writing ") and "deu_Latn.jsonl" in line
     assert "rerun the same command to resume" in line
     for path, data in finished.items():
         if path.name != "manifest.json":  # the manifest records progress; the results are untouched

@@ -43,6 +43,10 @@ class OutputFormat(StrEnum):
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table for people, json for scripts")]
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""A full disk or an exhausted quota: the user's to fix, and a rerun resumes."""
+
+
 def _error(message: str) -> None:
     """One line on stderr (soft wrap: the terminal may fold it, rich never breaks it)."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -59,12 +63,12 @@ def user_errors(func: F) -> F:
             _error(str(exc))
             raise typer.Exit(2) from exc
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
+            if exc.errno not in DISK_FULL:
                 raise
             where = f" writing {exc.filename}" if exc.filename else ""
             _error(
-                f"no space left on the device{where}; nothing finished was lost (every file is written "
-                "whole or not at all): free some space and rerun the same command to resume"
+                f"{os.strerror(exc.errno)}{where}; nothing finished was lost (every file is written whole "
+                "or not at all): free some space and rerun the same command to resume"
             )
             raise typer.Exit(2) from exc
 
