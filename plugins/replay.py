@@ -55,7 +55,7 @@ import numpy as np
 
 from xpe_bench.errors import UserInputError
 from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import Method, MethodSpec, ParameterReport
+from xpe_bench.methods import Choice, Method, MethodSpec, ParameterReport
 from xpe_bench.paths import resolve_data_root
 
 if TYPE_CHECKING:
@@ -168,10 +168,6 @@ class Replay(Method):
             self.folder = Path(given).expanduser()
         else:
             source = self.options["source"]
-            if source not in SOURCES:
-                raise UserInputError(
-                    f"option source: {source!r}; bundled: {', '.join(SOURCES)} (or set predictions_dir)"
-                )
             if task.name != BUNDLED_TASK:
                 raise UserInputError(
                     f"method replay: the bundled {source} predictions are for task {BUNDLED_TASK}, not "
@@ -241,6 +237,7 @@ def xpe_bench_methods() -> list[MethodSpec]:
             _create,
             {"source": source, "predictions_dir": ""},
             trains=False,
+            rules={"source": Choice(SOURCES)},
         )
         for name, source, what in presets
     ]

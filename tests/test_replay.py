@@ -209,7 +209,7 @@ def test_mismatched_predictions_are_rejected(registry, sib200, tmp_path):
 def test_setup_rejects_what_it_cannot_replay(registry, sib200, tmp_path):
     with pytest.raises(UserInputError, match="predictions_dir"):
         _replay(registry, registry.tasks["nusax-senti"])
-    with pytest.raises(UserInputError, match="option source"):
+    with pytest.raises(UserInputError, match=r"option replay\.source"):
         _replay(registry, sib200, source="gpt-5")
     with pytest.raises(UserInputError, match="does not exist"):
         _replay(registry, sib200, predictions_dir=str(tmp_path / "missing"))

@@ -7,6 +7,7 @@ exit code 2; finished results are never touched by such an error.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -43,15 +44,33 @@ class OutputFormat(StrEnum):
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table for people, json for scripts")]
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""A full disk or an exhausted quota: the user's to fix, and a rerun resumes."""
+
+
+def _error(message: str) -> None:
+    """One line on stderr (soft wrap: the terminal may fold it, rich never breaks it)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def user_errors(func: F) -> F:
-    """Turn :class:`UserInputError` into a message and exit code 2."""
+    """Turn :class:`UserInputError` (and a full disk) into a one-line message and exit code 2."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except UserInputError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            _error(str(exc))
+            raise typer.Exit(2) from exc
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            where = f" writing {exc.filename}" if exc.filename else ""
+            _error(
+                f"{os.strerror(exc.errno)}{where}; nothing finished was lost (every file is written whole "
+                "or not at all): free some space and rerun the same command to resume"
+            )
             raise typer.Exit(2) from exc
 
     return wrapper  # type: ignore[return-value]
@@ -63,6 +82,10 @@ def _registry() -> Any:
     return load_registry()
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed numpy's and torch's generators all accept (they share the range 0 .. 2**32 - 1)."""
+
+
 def _parse_seeds(value: str) -> list[int]:
     try:
         seeds = [int(part) for part in value.split(",") if part.strip()]
@@ -70,6 +93,9 @@ def _parse_seeds(value: str) -> list[int]:
         raise UserInputError(f"--seed: {value!r} is not an integer or a comma list of integers") from exc
     if not seeds:
         raise UserInputError("--seed: give at least one seed")
+    outside = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
+    if outside:
+        raise UserInputError(f"--seed: {outside[0]} is out of range; valid: 0 to {MAX_SEED}")
     return list(dict.fromkeys(seeds))
 
 
@@ -157,6 +183,7 @@ def run(
     from transformers.utils import logging as transformers_logging
 
     from xpe_bench.budgets import load_budget
+    from xpe_bench.paths import check_writable_dir
     from xpe_bench.report import RichProgress, print_run_result
     from xpe_bench.runner import Reporters, Runner, RunRequest
 
@@ -173,6 +200,7 @@ def run(
     )
     seeds = _parse_seeds(seed)
     options = _parse_options(option or [])
+    check_writable_dir(runs_dir, "--runs-dir")
     runner = Runner(
         _registry(),
         Reporters(

@@ -9,6 +9,7 @@ outside the repository: ``$XPE_BENCH_CACHE``, default ``~/.cache/xpe-bench``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from xpe_bench.errors import UserInputError
@@ -41,3 +42,29 @@ def cache_root() -> Path:
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "xpe-bench").expanduser()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def check_writable_dir(path: Path, option: str) -> None:
+    """Fail before anything is written if ``path`` cannot become or be a writable directory.
+
+    A missing folder is fine when its nearest existing ancestor is a writable directory (it is created on
+    the first write). Nothing is created here.
+    """
+    path = path.expanduser()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        what = "is" if existing == path else f"lies under {str(existing)!r}, which is"
+        raise UserInputError(f"{option}: {str(path)!r} {what} a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == path:
+            raise UserInputError(f"{option}: {str(path)!r} is not writable; choose a folder you can write to")
+        raise UserInputError(
+            f"{option}: {str(path)!r} cannot be created: {str(existing)!r} is not writable; choose a folder "
+            "you can write to"
+        )
+
+
+def safe_name_part(text: str) -> str:
+    """``text`` as one harmless piece of a file name: every character but letters, digits, ``.``, ``_`` and
+    ``-`` becomes ``_``, so no path separator, NUL or other surprise reaches the file system."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "_"

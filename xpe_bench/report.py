@@ -11,6 +11,7 @@ from typing import IO, Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -136,15 +137,17 @@ class RichProgress:
 def emit(
     console: Console, rows: Sequence[Mapping[str, Any]], fmt: str, title: str, columns: Sequence[str]
 ) -> None:
-    """Print a listing as a rich table or as a JSON list of objects (for scripts)."""
+    """Print a listing as a rich table or as a JSON list of objects (for scripts).
+
+    Cells are text, never rich markup: an error such as ``KeyError: ['x']`` must keep its brackets."""
     if fmt == "json":
         console.print_json(json.dumps(list(rows), ensure_ascii=False))
         return
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+        table.add_row(*(escape(_cell(row.get(column))) for column in columns))
     console.print(table)
 
 

@@ -32,7 +32,7 @@ from xpe_bench.budgets import Budget, subset_indices
 from xpe_bench.checkpoint import CheckpointError
 from xpe_bench.errors import RunFailed, UserInputError
 from xpe_bench.methods import FitContext, Method, MethodSpec, ProgressReporter, SilentProgress
-from xpe_bench.paths import cache_root, resolve_data_root
+from xpe_bench.paths import cache_root, resolve_data_root, safe_name_part
 from xpe_bench.plugins import Registry
 from xpe_bench.provenance import git_commit, hardware, package_versions
 from xpe_bench.store import MANIFEST_SCHEMA, CorruptRunFile, RunStore, config_key
@@ -154,13 +154,18 @@ class Runner:
     def resolve_languages(
         self, task: TaskSpec, sources: str | None, targets: str | None
     ) -> tuple[list[str], list[str]]:
-        source_codes = task.languages.resolve(sources or task.default_sources, option="--sources")
+        # An empty selection is an error of resolve(), never the task's default.
+        source_codes = task.languages.resolve(
+            task.default_sources if sources is None else sources, option="--sources"
+        )
         test_only = [code for code in source_codes if code in task.test_only]
         if test_only:
             raise UserInputError(
                 f"--sources: {test_only} have no training data in {task.name} (test-only targets)"
             )
-        target_codes = task.languages.resolve(targets or task.default_targets, option="--targets")
+        target_codes = task.languages.resolve(
+            task.default_targets if targets is None else targets, option="--targets"
+        )
         return source_codes, target_codes
 
     def execute(self, request: RunRequest) -> list[RunOutcome]:
@@ -185,7 +190,9 @@ class Runner:
                 f"--sources is not used with --regime {request.regime}: every target language trains on "
                 "its own training split"
             )
-        targets = task.languages.resolve(request.targets or task.default_targets, option="--targets")
+        targets = task.languages.resolve(
+            task.default_targets if request.targets is None else request.targets, option="--targets"
+        )
         no_train = [lang for lang in targets if lang in task.test_only]
         if no_train:
             raise UserInputError(
@@ -275,11 +282,11 @@ class Runner:
         }
         if init is not None:
             identity["init_from"] = {"key": init.key, "parts": init.parts}
-        backbone_label = backbone.name.replace("/", "_")
-        label = f"{task.name}-{spec.name}-{backbone_label}-{budget.name.split('+')[0]}"
+        parts = [task.name, spec.name, backbone.name, budget.name.split("+")[0]]
         if request.regime != "zero-shot-xlt":
-            label += f"-{request.regime}-{sources[0]}"
-        store = RunStore.for_identity(request.runs_dir, identity, f"{label}-s{request.seed}")
+            parts += [request.regime, sources[0]]
+        label = "-".join(safe_name_part(part) for part in [*parts, f"s{request.seed}"])
+        store = RunStore.for_identity(request.runs_dir, identity, label)
         return PreparedRun(
             request=request,
             task=task,
@@ -304,15 +311,17 @@ class Runner:
         targets, init, data, budget = prepared.targets, prepared.init, prepared.data, request.budget
         train, dev, backbone, identity = prepared.train, prepared.dev, prepared.backbone, prepared.identity
         store = prepared.store
+        # Everything that can fail on bad input (the method's setup, the targets' test files) fails before
+        # the run directory is created.
+        tests = {lang: _subset(data, lang, "test", budget.test_per_lang, budget) for lang in targets}
+        transformers.set_seed(request.seed)
+        method = spec.create(options)
+        method.setup(backbone, task)
         with store.locked():
             removed = store.remove_temp_files()
             if removed:
                 self.reporters.note(f"removed {removed} temporary file(s) left by an interrupted write")
             manifest, stored = self._open_record(request, store, identity, task, spec, backbone, budget, init)
-
-            transformers.set_seed(request.seed)
-            method = spec.create(options)
-            method.setup(backbone, task)
             manifest["method"]["parameters"] = method.parameter_report().to_dict()
 
             reused_state = stored is not None
@@ -326,7 +335,6 @@ class Runner:
                 manifest["data"]["files"] = dict(sorted(data.fingerprints.items()))
                 manifest["timings"]["backbone_load_seconds"] = prepared.backbone_seconds
 
-                tests = {lang: _subset(data, lang, "test", budget.test_per_lang, budget) for lang in targets}
                 already = set(self._valid_predictions(store, tests))
                 reused_languages = [lang for lang in targets if lang in already]
                 todo = {lang: test for lang, test in tests.items() if lang not in already}

@@ -126,6 +126,7 @@ class RunStore:
         The lock is an OS file lock (released by the kernel when its holder dies, even by ``kill -9``), so
         a stale lock never blocks a rerun. Its holder is recorded beside it for the message others get.
         """
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.path / LOCK, timeout=0)
         try:
@@ -140,6 +141,11 @@ class RunStore:
         finally:
             (self.path / OWNER).unlink(missing_ok=True)
             lock.release()
+            if created and [p.name for p in self.path.iterdir()] == [LOCK]:
+                # Nothing was written (e.g. the first write met a full disk): leave no empty run behind.
+                (self.path / LOCK).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
 
     def is_locked(self) -> bool:
         """Whether a live process holds the lock now (without creating anything)."""
