@@ -136,7 +136,7 @@ def test_replay_registers_its_presets_through_the_entry_point(registry):
     for name, source in (("replay", "gpt-4"), ("replay-gpt-4", "gpt-4"), ("replay-gpt-3.5", "gpt-3.5")):
         spec = registry.methods[name]
         assert not spec.trains
-        assert spec.defaults == {"source": source, "predictions_dir": ""}
+        assert spec.defaults == {"source": source, "predictions_dir": "", "scoring": "strict"}
     replay = registry.methods["replay"].create({})
     assert replay.fit(None) == {"trained": False}
     assert replay.parameter_report().to_dict()["total"] == 0

@@ -163,6 +163,9 @@ class MethodSpec:
     paper's XPE dropout of 0 in the target stage. Explicit user options still win."""
     version: str = "1"
     """Bump when a change alters results, so stored runs are not silently reused."""
+    added_later: Mapping[str, Any] = field(default_factory=dict)
+    """Options added after results were stored, with the value that reproduces those results: left out of
+    the run identity at that value (:meth:`identity_options`), so earlier runs keep their keys."""
 
     def create(self, options: Mapping[str, Any] | None = None) -> Method:
         return self.factory(self.resolve_options(options or {}))
@@ -181,6 +184,15 @@ class MethodSpec:
             default = self.defaults[key]
             resolved[key] = _coerce(value, default, f"{self.name}.{key}")
         return resolved
+
+    def identity_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The resolved options as they enter the run identity: :attr:`added_later` ones at their old value
+        are left out (the manifest still records every option)."""
+        return {
+            key: value
+            for key, value in options.items()
+            if key not in self.added_later or value != self.added_later[key]
+        }
 
     def describe(self) -> dict[str, Any]:
         return {

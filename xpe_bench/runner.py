@@ -211,7 +211,7 @@ class Runner:
 
         identity = {
             "task": {"name": task.name, "version": task.version, "definition_sha256": task.definition_sha256},
-            "method": {"name": spec.name, "version": spec.version, "options": options},
+            "method": {"name": spec.name, "version": spec.version, "options": spec.identity_options(options)},
             "backbone": {"name": backbone.name, "weights_sha256": backbone.weights_sha256},
             "budget": budget.fingerprint,
             "regime": request.regime,
@@ -231,7 +231,7 @@ class Runner:
         if manifest is not None and manifest.get("key") != config_key(identity):
             raise RuntimeError(f"{store.path} holds a different configuration; refusing to overwrite it")
         if manifest is None:
-            manifest = self._new_manifest(request, identity, task, spec, backbone, budget, sources)
+            manifest = self._new_manifest(request, identity, task, spec, options, backbone, budget, sources)
             if init is not None:
                 manifest["init_from"] = {"key": init.key, "path": init.path, "parts": init.parts}
             store.write_manifest(manifest)
@@ -278,6 +278,7 @@ class Runner:
         identity: Mapping[str, Any],
         task: TaskSpec,
         spec: MethodSpec,
+        options: Mapping[str, Any],
         backbone: Backbone,
         budget: Budget,
         sources: list[str],
@@ -290,7 +291,7 @@ class Runner:
             "updated": _now(),
             "identity": dict(identity),
             "task": task.describe(),
-            "method": {"name": spec.name, "version": spec.version, "options": identity["method"]["options"]},
+            "method": {"name": spec.name, "version": spec.version, "options": dict(options)},
             "backbone": backbone.describe(),
             "budget": budget.to_dict() | {"fingerprint": budget.fingerprint},
             "seed": request.seed,
