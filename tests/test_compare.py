@@ -394,7 +394,13 @@ def test_leaderboard_sets_replays_beside_the_published_table(tmp_path, registry)
     assert family_row[4].startswith(f"{100 * family_mean(strict, families)[0]:.1f} (")
 
     low = markdown.split("## low-performing")[1].split("\n## ")[0]
-    assert "Note: this group is defined by XLM-R, not by this board's backbone (me5-small)" in low
+    assert (
+        "Note: this group is defined by XLM-R (accuracy below 60% under full fine-tuning of XLM-R-large"
+        in low
+    )
+    assert "not by this board's backbone (me5-small)" in low
+    unseen = markdown.split("## unseen")[1].split("\n## ")[0]
+    assert "defined by XLM-R (membership in CC100, XLM-R's pretraining data)" in unseen
     assert "defined by XLM-R" not in markdown.split("## joshi-5")[1].split("\n## ")[0]
 
     other = _published_csv(tmp_path / "other.csv", SHOWCASE).read_text().replace("gpt35,gpt4", "bert,t5")

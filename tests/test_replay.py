@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import datasets
@@ -308,3 +309,29 @@ def test_default_scoring_keeps_the_identity_of_stored_replay_runs(registry):
         assert manifest["method"]["options"]["scoring"] == "strict"  # the manifest names the rule
         first = spec.identity_options(spec.resolve_options({"scoring": "first"}))
         assert first == {**default, "scoring": "first"}  # other rules are new identities
+
+
+def test_a_run_stored_before_scoring_existed_is_reused_and_named(registry, tmp_path):
+    request = RunRequest(
+        task="sib200",
+        method="replay-gpt-4",
+        budget=BUDGET,
+        seed=0,
+        runs_dir=tmp_path,
+        backbone="tiny-random",
+        sources="eng_Latn",
+        targets="eng_Latn",
+    )
+    (outcome,) = Runner(registry).execute(request)
+    manifest = outcome.store.read_manifest()
+    assert manifest["method"]["options"]["scoring"] == "strict"
+    assert "scoring" not in manifest["identity"]["method"]["options"]
+    del manifest["method"]["options"]["scoring"]  # as a run stored before the option was added
+    outcome.store.write_manifest(manifest)
+    explicit = dataclasses.replace(request, options={"scoring": "strict"})
+    (again,) = Runner(registry).execute(explicit)
+    assert again.store.path == outcome.store.path and again.reused_languages == ["eng_Latn"]
+    assert again.store.read_manifest()["method"]["options"]["scoring"] == "strict"
+    (first,) = Runner(registry).execute(dataclasses.replace(request, options={"scoring": "first"}))
+    assert first.store.path != outcome.store.path
+    assert first.metrics["eng_Latn"]["accuracy"] >= outcome.metrics["eng_Latn"]["accuracy"]

@@ -51,13 +51,11 @@ from xpe_bench.store import atomic_write_bytes
 
 BY_CHOICES: tuple[GroupBy, ...] = ("joshi", "group")
 
-XLMR_DEFINED_GROUPS: Mapping[str, str] = {
-    "low-performing": "the SIB-200 paper's languages below 60% under full fine-tuning of XLM-R-large",
-    "unseen": "languages outside CC100, the pretraining data of XLM-R",
-    "seen-92": "languages in CC100, the pretraining data of XLM-R",
-    "seen-wo-joshi5": "languages in CC100, the pretraining data of XLM-R",
+XLMR_FIELDS: Mapping[str, str] = {
+    "cc100": "membership in CC100, XLM-R's pretraining data",
+    "low_performing": "accuracy below 60% under full fine-tuning of XLM-R-large in the SIB-200 paper",
 }
-"""Named groups whose definition comes from XLM-R, whatever backbone a board is built on."""
+"""Language metadata fields that come from XLM-R, whatever backbone a board is built on."""
 XLMR_LARGE = "xlm-roberta-large"
 
 
@@ -289,15 +287,16 @@ def _coverage_note(comparison: ComparisonSet, section: Section) -> str:
 
 
 def _xlmr_note(board: Leaderboard, section: Section) -> list[str]:
-    """For a group defined by XLM-R on a board of another backbone: say so (the group is not this
-    backbone's own low performers or unseen languages)."""
-    definition = XLMR_DEFINED_GROUPS.get(section.name)
+    """For a group defined by XLM-R (it filters on :data:`XLMR_FIELDS`) on a board of another backbone: say
+    so (the group is not this backbone's own low performers or unseen languages)."""
+    fields = sorted(board.comparison.table.filtered_on.get(section.name, frozenset()) & set(XLMR_FIELDS))
     backbones = sorted({run.backbone for system in board.comparison.systems for run in system.runs})
-    if definition is None or all(name.casefold().endswith(XLMR_LARGE) for name in backbones):
+    if not fields or all(name.casefold().endswith(XLMR_LARGE) for name in backbones):
         return []
     return [
-        f"Note: this group is defined by XLM-R, not by this board's backbone ({', '.join(backbones)}): "
-        f"{definition}. The languages this backbone finds hard, or did not see in pretraining, may differ.",
+        f"Note: this group is defined by XLM-R ({'; '.join(XLMR_FIELDS[field] for field in fields)}), not by "
+        f"this board's backbone ({', '.join(backbones)}); the languages this backbone finds hard or did not "
+        "see in pretraining may differ.",
         "",
     ]
 

@@ -1,12 +1,12 @@
-"""Where data and caches live.
+"""Where data, reference files and caches live.
 
 Data root resolution, first match wins: ``--data-dir``, ``$XPE_BENCH_DATA``, a ``shared/data`` mirror beside
 the project checkout (``../shared/data`` from the repository root or from the working directory). With none of
 these, tasks fall back to their Hugging Face hub datasets. Reference files (published results a board
 quotes) live in a folder beside the data root: ``$XPE_BENCH_REFERENCE``, else ``reference`` beside the data
 root (``../shared/reference`` for ``../shared/data``), else a ``shared/reference`` mirror beside the checkout.
-Caches (converted backbones, feature caches) live
-outside the repository: ``$XPE_BENCH_CACHE``, default ``~/.cache/xpe-bench``.
+Caches (converted backbones, feature caches) live outside the repository: ``$XPE_BENCH_CACHE``, default
+``~/.cache/xpe-bench``.
 """
 
 from __future__ import annotations

@@ -235,6 +235,10 @@ class Runner:
             if init is not None:
                 manifest["init_from"] = {"key": init.key, "path": init.path, "parts": init.parts}
             store.write_manifest(manifest)
+        else:
+            # Same key, so the options differ at most by options added later at their old value
+            # (MethodSpec.added_later): the manifest names every option the run is scored under.
+            manifest["method"]["options"] = dict(options)
 
         transformers.set_seed(request.seed)
         method = spec.create(options)
