@@ -403,6 +403,9 @@ def test_leaderboard_sets_replays_beside_the_published_table(tmp_path, registry)
     assert "defined by XLM-R (membership in CC100, XLM-R's pretraining data)" in unseen
     assert "defined by XLM-R" not in markdown.split("## joshi-5")[1].split("\n## ")[0]
 
+    refused = _text("compare", runs[2], runs[1], "--test", "mcnemar", code=2)
+    assert "--test mcnemar needs right/wrong items" in refused and "use --test permutation" in refused
+
     other = _published_csv(tmp_path / "other.csv", SHOWCASE).read_text().replace("gpt35,gpt4", "bert,t5")
     (tmp_path / "other.csv").write_text(other)
     printed = _text(
