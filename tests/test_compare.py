@@ -323,3 +323,95 @@ def test_leaderboard_says_when_the_task_has_no_language_in_a_class(tmp_path):
     joshi4 = markdown.split("## joshi-4")[1].split("## ")[0]
     assert "The task has no language in this class." in joshi4 and "| 1 |" not in joshi4
     assert "Compared on 10 of 10 languages." in markdown.split("## local")[1]
+
+
+def _published_csv(path: Path, languages: tuple[str, ...]) -> Path:
+    rows = [f"{code},{30 + i},{40 + 2 * i}" for i, code in enumerate(languages)]
+    path.write_text(
+        "# Paper X, Table 7.\n# Averages are over families.\ncode,gpt35,gpt4\n" + "\n".join(rows) + "\n"
+    )
+    return path
+
+
+def test_leaderboard_sets_replays_beside_the_published_table(tmp_path, registry):
+    from xpe_bench.comparison import load_run
+    from xpe_bench.metrics import accuracy
+    from xpe_bench.published import family_mean
+
+    replay = {"source": "gpt-4", "predictions_dir": ""}
+    runs = [
+        write_run(tmp_path / "runs", "spt-s1", accuracy=0.6),
+        write_run(
+            tmp_path / "runs", "strict", method="replay-gpt-4", options={**replay, "scoring": "strict"}
+        ),
+        write_run(
+            tmp_path / "runs",
+            "fractional",
+            method="replay-gpt-4",
+            options={**replay, "scoring": "fractional"},
+        ),
+    ]
+    # a tie in the fractional run: item 0 of English shares its answer between its gold label and another
+    english = runs[2] / "predictions" / "eng_Latn.jsonl"
+    lines = english.read_text().splitlines()
+    first = json.loads(lines[0])
+    lines[0] = json.dumps({**first, "pred": first["gold"], "tied": [first["gold"], first["gold"] + 1]})
+    english.write_text("\n".join(lines) + "\n")
+    published = _published_csv(tmp_path / "paper.csv", SHOWCASE[:-1])  # kir_Cyrl is not in the paper
+    out = tmp_path / "board.md"
+    _invoke("leaderboard", tmp_path / "runs", "--reference", "spt", "--published", published, "--out", out)
+    markdown = out.read_text(encoding="utf-8")
+    assert f"--published {published}" in markdown  # the header's command regenerates the section
+    section = markdown.split("## Replays against the published table (paper.csv)")[1]
+    assert "> Paper X, Table 7.\n> Averages are over families." in section
+    assert "### gpt35" not in section  # no system replays it
+    table = section.split("### gpt4")[1]
+    header = next(line for line in table.splitlines() if line.startswith("| group"))
+    assert header.strip("| ").split(" | ")[2:] == [
+        "published gpt4",
+        'replay-gpt-4 (scoring="fractional")',
+        'replay-gpt-4 (scoring="strict")',
+    ]
+    cells = {
+        line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines() if line.startswith("| ")
+    }
+
+    gpt4 = {code: (40 + 2 * i) / 100 for i, code in enumerate(SHOWCASE[:-1])}
+    per_language = {
+        name: {lang: accuracy(i.gold, i.pred, i.tied) for lang, i in load_run(run).predictions.items()}
+        for name, run in (("fractional", runs[2]), ("strict", runs[1]))
+    }
+    assert per_language["fractional"]["eng_Latn"] * ITEMS % 1 == 0.5  # the tie earned half an item
+
+    def cell(values: dict[str, float], codes: list[str]) -> str:
+        return f"{100 * np.mean([values[c] for c in codes]):.1f}"
+
+    joshi5 = ["eng_Latn", "zho_Hans"]
+    assert cells["joshi-5"][1:3] == ["2", cell(gpt4, joshi5)]
+    assert cells["joshi-5"][3].startswith(cell(per_language["fractional"], joshi5) + " (")
+    assert cells["all"][1:3] == ["13", cell(gpt4, list(gpt4))]
+    families = {code: registry.tasks["sib200"].languages[code].family for code in gpt4}
+    family_row = cells[f"all, mean over {family_mean(gpt4, families)[1]} language families"]
+    assert family_row[2] == f"{100 * family_mean(gpt4, families)[0]:.1f}"
+    strict = {code: per_language["strict"][code] for code in gpt4}
+    assert family_row[4].startswith(f"{100 * family_mean(strict, families)[0]:.1f} (")
+
+    low = markdown.split("## low-performing")[1].split("\n## ")[0]
+    assert (
+        "Note: this group is defined by XLM-R (accuracy below 60% under full fine-tuning of XLM-R-large"
+        in low
+    )
+    assert "not by this board's backbone (me5-small)" in low
+    unseen = markdown.split("## unseen")[1].split("\n## ")[0]
+    assert "defined by XLM-R (membership in CC100, XLM-R's pretraining data)" in unseen
+    assert "defined by XLM-R" not in markdown.split("## joshi-5")[1].split("\n## ")[0]
+
+    refused = _text("compare", runs[2], runs[1], "--test", "mcnemar", code=2)
+    assert "--test mcnemar needs right/wrong items" in refused and "use --test permutation" in refused
+
+    other = _published_csv(tmp_path / "other.csv", SHOWCASE).read_text().replace("gpt35,gpt4", "bert,t5")
+    (tmp_path / "other.csv").write_text(other)
+    printed = _text(
+        "leaderboard", tmp_path / "runs", "--published", tmp_path / "other.csv", "--out", out, code=2
+    )
+    assert "no system replays any of its columns (bert, t5)" in printed

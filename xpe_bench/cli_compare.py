@@ -320,6 +320,14 @@ def leaderboard(
     force: Annotated[
         bool, typer.Option("--force", help="compare despite different budgets, tasks or label sets")
     ] = False,
+    published: Annotated[
+        str | None,
+        typer.Option(
+            "--published",
+            help="published per-language table (a CSV in the reference folder, or a path) to set the replay "
+            "systems beside, e.g. sib200-paper-gpt-accuracy.csv",
+        ),
+    ] = None,
 ) -> None:
     """Write a Markdown leaderboard (one table per Joshi class and per group) and its PNG plot."""
     from xpe_bench.leaderboard import write_leaderboard
@@ -333,13 +341,21 @@ def leaderboard(
             *(part for value in chosen for part in ("--by", value)),
             *(["--reference", reference] if reference is not None else []),
             *(part for name in group or [] for part in ("--group", name)),
+            *(["--published", published] if published is not None else []),
             "--out",
             str(out),
             *(["--force"] if force else []),
         ]
     )
     image, board = write_leaderboard(
-        runs, out, by=chosen, reference=reference, groups=group or [], force=force, command=command
+        runs,
+        out,
+        by=chosen,
+        reference=reference,
+        groups=group or [],
+        force=force,
+        command=command,
+        published=published,
     )
     comparison = board.comparison
     console.print(

@@ -25,6 +25,7 @@ import numpy as np
 from xpe_bench.compact import SUFFIX, decode_labels, read_compact
 from xpe_bench.errors import UserInputError
 from xpe_bench.languages import LanguageTable, joshi_label_order
+from xpe_bench.metrics import credit
 from xpe_bench.plugins import Registry, load_registry
 from xpe_bench.statistics import (
     ALPHA,
@@ -58,6 +59,8 @@ class LanguageItems:
     ids: tuple[str, ...]
     gold: np.ndarray
     pred: np.ndarray
+    tied: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    """Item position -> labels tied at its top score (:mod:`xpe_bench.metrics`); ``pred`` is the first."""
 
 
 _REQUIRED = ("task.name", "task.version", "task.labels", "method.name", "backbone.name", "budget.fingerprint")
@@ -145,11 +148,14 @@ class Run:
 
     @property
     def system_key(self) -> str:
-        """Everything that makes two runs the same system, apart from the seed."""
+        """Everything that makes two runs the same system, apart from the seed. The options are those of the
+        run identity, which leaves out options added later at their earlier behaviour
+        (:attr:`xpe_bench.methods.MethodSpec.added_later`), so older runs group with newer ones."""
+        options = _lookup(self.manifest, "identity.method.options")
         return canonical_json(
             {
                 "task": [self.task_name, self.manifest["task"]["version"]],
-                "method": [self.method, self.options],
+                "method": [self.method, self.options if options is None else options],
                 "backbone": [self.backbone, self.backbone_sha256],
                 "budget": self.budget_fingerprint,
                 "regime": self.regime,
@@ -174,11 +180,26 @@ def expand_run_paths(path: Path) -> list[Path]:
     raise UserInputError(f"{path}: no such run directory, compact run file (*{SUFFIX}) or folder of runs")
 
 
-def _items(where: str, ids: Sequence[Any], gold: Sequence[int], pred: Sequence[int]) -> LanguageItems:
+def _items(
+    where: str,
+    ids: Sequence[Any],
+    gold: Sequence[int],
+    pred: Sequence[int],
+    tied: Mapping[str, Sequence[int]] | None = None,
+) -> LanguageItems:
     names = tuple(str(i) for i in ids)
     if len(set(names)) != len(names):
         raise UserInputError(f"{where}: duplicate item ids")
-    return LanguageItems(names, np.asarray(gold, dtype=np.int64), np.asarray(pred, dtype=np.int64))
+    position = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(tied or {}) - set(position))
+    if unknown:
+        raise UserInputError(f"{where}: ties for unknown item ids {_names(unknown)}")
+    return LanguageItems(
+        names,
+        np.asarray(gold, dtype=np.int64),
+        np.asarray(pred, dtype=np.int64),
+        {position[item]: tuple(int(label) for label in labels) for item, labels in (tied or {}).items()},
+    )
 
 
 def load_run(path: Path) -> Run:
@@ -188,7 +209,11 @@ def load_run(path: Path) -> Run:
         manifest = payload["manifest"]
         predictions = {
             lang: _items(
-                f"{path} [{lang}]", items["ids"], decode_labels(items["gold"]), decode_labels(items["pred"])
+                f"{path} [{lang}]",
+                items["ids"],
+                decode_labels(items["gold"]),
+                decode_labels(items["pred"]),
+                items.get("tied"),
             )
             for lang, items in sorted(payload["predictions"].items())
         }
@@ -203,6 +228,7 @@ def load_run(path: Path) -> Run:
                 [row["id"] for row in rows],
                 [row["gold"] for row in rows],
                 [row["pred"] for row in rows],
+                {str(row["id"]): row["tied"] for row in rows if "tied" in row},
             )
     else:
         raise UserInputError(
@@ -394,9 +420,20 @@ class AlignedLanguage:
     gold: np.ndarray
     pred: Mapping[str, np.ndarray]
     """System label → ``(seeds, items)`` predicted labels."""
+    tied: Mapping[str, tuple[Mapping[int, tuple[int, ...]], ...]] = field(default_factory=dict)
+    """System label → per seed, item position → labels tied at the top (absent: no ties)."""
+
+    def ties(self, label: str) -> tuple[Mapping[int, tuple[int, ...]], ...]:
+        return self.tied.get(label) or tuple({} for _ in range(self.pred[label].shape[0]))
 
     def correct(self, label: str) -> np.ndarray:
-        return self.pred[label] == self.gold[None, :]
+        """``(seeds, items)`` credit: 0/1, or 1/k for a tie of k labels that holds the gold label."""
+        return np.stack(
+            [
+                credit(self.gold, pred, tied)
+                for pred, tied in zip(self.pred[label], self.ties(label), strict=True)
+            ]
+        )
 
 
 @dataclass
@@ -428,7 +465,10 @@ class ComparisonSet:
         """Per-language scores of a system (seed means with bootstrap intervals), computed once."""
         if system.label not in self._scores:
             self._scores[system.label] = score_languages(
-                {lang: (aligned.gold, aligned.pred[system.label]) for lang, aligned in self.items.items()},
+                {
+                    lang: (aligned.gold, aligned.pred[system.label], aligned.ties(system.label))
+                    for lang, aligned in self.items.items()
+                },
                 self.num_labels,
             )
         return self._scores[system.label]
@@ -474,10 +514,15 @@ def _align(lang: str, systems: Sequence[System], force: bool, warnings: list[str
         raise UserInputError(f"{lang}: the runs share no test item")
     gold: np.ndarray | None = None
     pred: dict[str, list[np.ndarray]] = {}
+    tied: dict[str, list[dict[int, tuple[int, ...]]]] = {}
     for system, run in runs:
         items = run.predictions[lang]
         position = {item: i for i, item in enumerate(items.ids)}
         order = np.array([position[item] for item in ids])
+        aligned_at = {int(original): new for new, original in enumerate(order)}
+        tied.setdefault(system.label, []).append(
+            {aligned_at[row]: labels for row, labels in items.tied.items() if row in aligned_at}
+        )
         if gold is None:
             gold = items.gold[order]
         elif not np.array_equal(gold, items.gold[order]):
@@ -486,7 +531,12 @@ def _align(lang: str, systems: Sequence[System], force: bool, warnings: list[str
             )
         pred.setdefault(system.label, []).append(items.pred[order])
     assert gold is not None  # runs is never empty
-    return AlignedLanguage(ids, gold, {label: np.stack(rows) for label, rows in pred.items()})
+    return AlignedLanguage(
+        ids,
+        gold,
+        {label: np.stack(rows) for label, rows in pred.items()},
+        {label: tuple(per_seed) for label, per_seed in tied.items() if any(per_seed)},
+    )
 
 
 def prepare(paths: Iterable[Path], *, force: bool = False, registry: Registry | None = None) -> ComparisonSet:
@@ -622,6 +672,14 @@ def compare_pair(
             raise UserInputError(
                 f"--test mcnemar compares one seed with one seed, but {several[0].label} has seeds "
                 f"{', '.join(map(str, several[0].seeds))}; use --test permutation (seed-averaged items)"
+            )
+        fractional = [
+            s for s in (a, b) if any(aligned.tied.get(s.label) for aligned in comparison.items.values())
+        ]
+        if fractional:
+            raise UserInputError(
+                f"--test mcnemar needs right/wrong items, but {fractional[0].label} has ties credited 1/k; "
+                "use --test permutation"
             )
     results = paired_tests(
         {

@@ -37,6 +37,7 @@ from xpe_bench.comparison import (
 )
 from xpe_bench.errors import UserInputError
 from xpe_bench.plugins import Registry
+from xpe_bench.published import PublishedTable, family_mean, find_published, language_mean, read_published
 from xpe_bench.statistics import (
     ALPHA,
     CONFIDENCE,
@@ -49,6 +50,13 @@ from xpe_bench.statistics import (
 from xpe_bench.store import atomic_write_bytes
 
 BY_CHOICES: tuple[GroupBy, ...] = ("joshi", "group")
+
+XLMR_FIELDS: Mapping[str, str] = {
+    "cc100": "membership in CC100, XLM-R's pretraining data",
+    "low_performing": "accuracy below 60% under full fine-tuning of XLM-R-large in the SIB-200 paper",
+}
+"""Language metadata fields that come from XLM-R, whatever backbone a board is built on."""
+XLMR_LARGE = "xlm-roberta-large"
 
 
 # formatting (shared with the compare command) ---------------------------------------------------------------
@@ -278,10 +286,26 @@ def _coverage_note(comparison: ComparisonSet, section: Section) -> str:
     return note + "."
 
 
+def _xlmr_note(board: Leaderboard, section: Section) -> list[str]:
+    """For a group defined by XLM-R (it filters on :data:`XLMR_FIELDS`) on a board of another backbone: say
+    so (the group is not this backbone's own low performers or unseen languages)."""
+    fields = sorted(board.comparison.table.filtered_on.get(section.name, frozenset()) & set(XLMR_FIELDS))
+    backbones = sorted({run.backbone for system in board.comparison.systems for run in system.runs})
+    if not fields or all(name.casefold().endswith(XLMR_LARGE) for name in backbones):
+        return []
+    return [
+        f"Note: this group is defined by XLM-R ({'; '.join(XLMR_FIELDS[field] for field in fields)}), not by "
+        f"this board's backbone ({', '.join(backbones)}); the languages this backbone finds hard or did not "
+        "see in pretraining may differ.",
+        "",
+    ]
+
+
 def _section_lines(board: Leaderboard, section: Section) -> list[str]:
     title = f"## {section.name}" + (f" — {section.description}" if section.description else "")
     lines = [title, ""]
     lines += [_coverage_note(board.comparison, section), ""]
+    lines += _xlmr_note(board, section)
     if not section.entries:
         return lines
     reference = board.reference
@@ -403,12 +427,130 @@ def write_leaderboard(
     force: bool = False,
     command: str,
     registry: Registry | None = None,
+    published: str | None = None,
 ) -> tuple[Path, Leaderboard]:
-    """Write ``out`` (Markdown) and the plot beside it (``.png``); return the plot path and the board."""
+    """Write ``out`` (Markdown) and the plot beside it (``.png``); return the plot path and the board.
+    ``published`` names a published table (:mod:`xpe_bench.published`) whose replays get a section."""
     if out.suffix != ".md":
         raise UserInputError(f"--out: {out} should end in .md (the plot goes next to it as .png)")
+    table = read_published(find_published(published)) if published is not None else None
     board = build(prepare(paths, force=force, registry=registry), by=by, reference=reference, groups=groups)
+    markdown = render_markdown(board, command=command, image=out.with_suffix(".png").name)
+    if table is not None and published is not None:
+        section = render_published(compare_published(board, table), table, Path(published).name)
+        if not section:
+            raise UserInputError(
+                f"--published {published}: no system replays any of its columns ({', '.join(table.columns)})"
+            )
+        markdown = markdown.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
     image = out.with_suffix(".png")
     atomic_write_bytes(image, render_plot(board))
-    atomic_write_bytes(out, render_markdown(board, command=command, image=image.name).encode("utf-8"))
+    atomic_write_bytes(out, markdown.encode("utf-8"))
     return image, board
+
+
+# published reference (replays beside the published table they reproduce) ------------------------------------
+@dataclass(frozen=True)
+class PublishedRow:
+    """One group's mean accuracy, published and replayed, over the languages both have."""
+
+    name: str
+    languages: int
+    published: float
+    replayed: tuple[float, ...]
+    """One value per system of :attr:`PublishedComparison.systems`."""
+
+
+@dataclass(frozen=True)
+class PublishedComparison:
+    """A published column against the board's systems that replay it."""
+
+    column: str
+    systems: tuple[System, ...]
+    rows: tuple[PublishedRow, ...]
+    """Per Joshi class and named group, then over every shared language: means over languages."""
+    families: PublishedRow
+    """Over every shared language, as the mean over language families of each family's mean."""
+
+
+def _accuracies(scores: Mapping[str, Any], codes: Sequence[str]) -> dict[str, float]:
+    return {code: scores[code].accuracy.value for code in codes}
+
+
+def compare_published(board: Leaderboard, table: PublishedTable) -> tuple[PublishedComparison, ...]:
+    """Every column of ``table`` that some system of the board replays, against those systems."""
+    comparison = board.comparison
+    families = {code: comparison.table[code].family for code in comparison.items}
+    named = [(section.name, section.languages) for section in board.sections]
+    if "all" not in {name for name, _ in named}:
+        named.append(("all", tuple(comparison.items)))
+    compared = []
+    for column in table.columns:
+        systems = tuple(s for s in comparison.systems if table.column_for(s.runs[0].options) == column)
+        if not systems:
+            continue
+        published = table.values[column]
+        scores = [comparison.scores(system) for system in systems]
+        rows = []
+        for name, codes in named:
+            shared = [code for code in comparison.compared_in(codes) if code in published]
+            if shared:
+                rows.append(
+                    PublishedRow(
+                        name,
+                        len(shared),
+                        language_mean(published, shared),
+                        tuple(language_mean(_accuracies(s, shared), shared) for s in scores),
+                    )
+                )
+        shared = [code for code in comparison.items if code in published]
+        published_mean, count = family_mean({code: published[code] for code in shared}, families)
+        family_row = PublishedRow(
+            f"all, mean over {count} language families",
+            len(shared),
+            published_mean,
+            tuple(family_mean(_accuracies(s, shared), families)[0] for s in scores),
+        )
+        compared.append(PublishedComparison(column, systems, tuple(rows), family_row))
+    return tuple(compared)
+
+
+def render_published(comparisons: Sequence[PublishedComparison], table: PublishedTable, name: str) -> str:
+    """The board's section comparing replays with the published table (empty without a matching system)."""
+    if not comparisons:
+        return ""
+    lines = [
+        f"## Replays against the published table ({name})",
+        "",
+        f"Published: `{name}` in the reference folder (`$XPE_BENCH_REFERENCE`, else `reference` beside the "
+        "data root), whose notes say:",
+        "",
+        *(f"> {note}" for note in table.notes),
+        "",
+        "Replay: the board's systems that replay the same outputs (a `source` option naming the column), "
+        "scored from their stored predictions under the rule their label names (`scoring`: how an answer "
+        "naming several categories counts; docs/methods.md). Each cell is a mean over the group's languages "
+        "that both the published table and the board have, of each language's accuracy; in brackets the "
+        "replay minus the published value, in points. The last row averages the same languages per language "
+        "family first and then over families, each family weighing the same: that is how the paper's Table 4 "
+        "'Average' is formed, which is not the mean over languages of the rows above.",
+        "",
+    ]
+    for compared in comparisons:
+        headers = ["group", "languages", f"published {compared.column}"] + [s.label for s in compared.systems]
+        rows = [
+            [
+                row.name,
+                str(row.languages),
+                percent(row.published),
+                *(f"{percent(value)} ({points(value - row.published)})" for value in row.replayed),
+            ]
+            for row in (*compared.rows, compared.families)
+        ]
+        lines += [
+            f"### {compared.column}",
+            "",
+            markdown_table(headers, rows, "lrr" + "r" * len(compared.systems)),
+            "",
+        ]
+    return "\n".join(lines)

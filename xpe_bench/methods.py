@@ -225,6 +225,10 @@ class MethodSpec:
     """Option -> what values it accepts (:class:`Choice`, :class:`Range`, :class:`Check`); options without a
     rule accept any value of their default's type."""
 
+    added_later: Mapping[str, Any] = field(default_factory=dict)
+    """Options added after results were stored, with the value that reproduces those results: left out of
+    the run identity at that value (:meth:`identity_options`), so earlier runs keep their keys."""
+
     def __post_init__(self) -> None:
         stray = set(self.rules) - set(self.defaults)
         if stray:
@@ -253,6 +257,15 @@ class MethodSpec:
             if rule is not None and not rule.allows(resolved[key]):
                 raise UserInputError(f"option {self.name}.{key}: {value!r}; valid: {rule.description}")
         return resolved
+
+    def identity_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The resolved options as they enter the run identity: :attr:`added_later` ones at their old value
+        are left out (the manifest still records every option)."""
+        return {
+            key: value
+            for key, value in options.items()
+            if key not in self.added_later or value != self.added_later[key]
+        }
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -1,9 +1,12 @@
-"""Where data and caches live.
+"""Where data, reference files and caches live.
 
 Data root resolution, first match wins: ``--data-dir``, ``$XPE_BENCH_DATA``, a ``shared/data`` mirror beside
 the project checkout (``../shared/data`` from the repository root or from the working directory). With none of
-these, tasks fall back to their Hugging Face hub datasets. Caches (converted backbones, feature caches) live
-outside the repository: ``$XPE_BENCH_CACHE``, default ``~/.cache/xpe-bench``.
+these, tasks fall back to their Hugging Face hub datasets. Reference files (published results a board
+quotes) live in a folder beside the data root: ``$XPE_BENCH_REFERENCE``, else ``reference`` beside the data
+root (``../shared/reference`` for ``../shared/data``), else a ``shared/reference`` mirror beside the checkout.
+Caches (converted backbones, feature caches) live outside the repository: ``$XPE_BENCH_CACHE``, default
+``~/.cache/xpe-bench``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from xpe_bench.errors import UserInputError
 
 DATA_ENV = "XPE_BENCH_DATA"
+REFERENCE_ENV = "XPE_BENCH_REFERENCE"
 CACHE_ENV = "XPE_BENCH_CACHE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +39,21 @@ def resolve_data_root(cli_value: Path | None = None) -> Path | None:
         if mirror.is_dir():
             return mirror
     return None
+
+
+def resolve_reference_root(data_root: Path | None = None) -> Path | None:
+    """The folder of reference files (module docstring), or ``None`` when there is none."""
+    configured = os.environ.get(REFERENCE_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_dir():
+            raise UserInputError(f"${REFERENCE_ENV}: reference directory {str(path)!r} does not exist")
+        return path.resolve()
+    data = data_root or resolve_data_root()
+    candidates = ([data.parent / "reference"] if data is not None else []) + [
+        mirror.parent / "reference" for mirror in _sibling_mirrors()
+    ]
+    return next((path for path in candidates if path.is_dir()), None)
 
 
 def cache_root() -> Path:

@@ -271,7 +271,7 @@ class Runner:
 
         identity = {
             "task": {"name": task.name, "version": task.version, "definition_sha256": task.definition_sha256},
-            "method": {"name": spec.name, "version": spec.version, "options": options},
+            "method": {"name": spec.name, "version": spec.version, "options": spec.identity_options(options)},
             "backbone": {"name": backbone.name, "weights_sha256": backbone.weights_sha256},
             "budget": budget.fingerprint,
             "regime": request.regime,
@@ -321,7 +321,9 @@ class Runner:
             removed = store.remove_temp_files()
             if removed:
                 self.reporters.note(f"removed {removed} temporary file(s) left by an interrupted write")
-            manifest, stored = self._open_record(request, store, identity, task, spec, backbone, budget, init)
+            manifest, stored = self._open_record(
+                request, store, identity, task, spec, options, backbone, budget, init
+            )
             manifest["method"]["parameters"] = method.parameter_report().to_dict()
 
             reused_state = stored is not None
@@ -370,6 +372,7 @@ class Runner:
         identity: Mapping[str, Any],
         task: TaskSpec,
         spec: MethodSpec,
+        options: Mapping[str, Any],
         backbone: Backbone,
         budget: Budget,
         init: SourceStage | None,
@@ -393,9 +396,12 @@ class Runner:
             )
         stored = self._stored_state(store, config_key(identity))
         if manifest is not None:
+            # Same key, so the options differ at most by options added later at their old value
+            # (MethodSpec.added_later): the manifest names every option the run is scored under.
+            manifest["method"]["options"] = dict(options)
             return manifest, stored
         manifest = self._new_manifest(
-            request, identity, task, spec, backbone, budget, list(identity["sources"])
+            request, identity, task, spec, options, backbone, budget, list(identity["sources"])
         )
         if init is not None:
             manifest["init_from"] = {"key": init.key, "path": init.path, "parts": init.parts}
@@ -454,6 +460,7 @@ class Runner:
         identity: Mapping[str, Any],
         task: TaskSpec,
         spec: MethodSpec,
+        options: Mapping[str, Any],
         backbone: Backbone,
         budget: Budget,
         sources: list[str],
@@ -466,7 +473,7 @@ class Runner:
             "updated": _now(),
             "identity": dict(identity),
             "task": task.describe(),
-            "method": {"name": spec.name, "version": spec.version, "options": identity["method"]["options"]},
+            "method": {"name": spec.name, "version": spec.version, "options": dict(options)},
             "backbone": backbone.describe(),
             "budget": budget.to_dict() | {"fingerprint": budget.fingerprint},
             "seed": request.seed,

@@ -5,7 +5,7 @@ Layout of a run directory::
     manifest.json            config, budget, seed, hashes, versions, hardware, timings, status
     state.safetensors        the trained state (trainable tensors only; the fit report in its metadata)
     fit/                     training checkpoints while a fit is in progress (removed when it finishes)
-    predictions/<lang>.jsonl one line per test item: id, gold, pred, scores
+    predictions/<lang>.jsonl one line per test item: id, gold, pred, scores (and tied, for a tie at the top)
     metrics.json             per-language accuracy, macro-F1 and n (derived from the predictions)
     run.lock, run.owner.json the lock a live run holds, and who holds it
     quarantine/              corrupt files moved out of the way (kept as evidence, never read)
@@ -40,7 +40,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from xpe_bench.errors import UserInputError
-from xpe_bench.metrics import ABSTAIN, abstained, language_metrics
+from xpe_bench.metrics import ABSTAIN, abstained, language_metrics, tied_labels
 
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
@@ -272,19 +272,25 @@ class RunStore:
     def write_predictions(
         self, lang: str, ids: Sequence[str], gold: Sequence[int], scores: np.ndarray
     ) -> None:
-        """Store one language's predictions; an all ``-inf`` row is an abstention, stored as ``pred = -1``."""
+        """Store one language's predictions; an all ``-inf`` row is an abstention, stored as ``pred = -1``.
+
+        A top score shared by several labels is a tie (:mod:`xpe_bench.metrics`): ``pred`` is the first of
+        them and ``tied`` lists them all. Ties are found on the scores as given, before the stored scores are
+        rounded (rounding must not create ties).
+        """
         predicted = np.where(abstained(scores), ABSTAIN, scores.argmax(axis=1))
-        lines = [
-            canonical_json(
-                {
-                    "id": i,
-                    "gold": int(g),
-                    "pred": int(p),
-                    "scores": [round(float(s), 6) if np.isfinite(s) else None for s in row],
-                }
-            )
-            for i, g, p, row in zip(ids, gold, predicted, scores, strict=True)
-        ]
+        ties = tied_labels(scores)
+        lines = []
+        for row, (i, g, p, values) in enumerate(zip(ids, gold, predicted, scores, strict=True)):
+            line: dict[str, Any] = {
+                "id": i,
+                "gold": int(g),
+                "pred": int(p),
+                "scores": [round(float(s), 6) if np.isfinite(s) else None for s in values],
+            }
+            if row in ties:
+                line["tied"] = list(ties[row])
+            lines.append(canonical_json(line))
         atomic_write_bytes(self.predictions_path(lang), ("\n".join(lines) + "\n").encode("utf-8"))
 
     def read_predictions(self, lang: str, expected_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -335,7 +341,8 @@ class RunStore:
             rows = self.read_predictions(lang)
             gold = np.array([r["gold"] for r in rows])
             pred = np.array([r["pred"] for r in rows])
-            metrics[lang] = language_metrics(gold, pred, num_labels)
+            tied = {row: r["tied"] for row, r in enumerate(rows) if "tied" in r}
+            metrics[lang] = language_metrics(gold, pred, num_labels, tied)
         return metrics
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
