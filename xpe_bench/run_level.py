@@ -10,25 +10,30 @@ Input per system is a ``(runs, languages)`` matrix: each run's accuracy on each 
 **Estimate.** ``Δ = mean over languages of (mean over A's runs − mean over B's runs)``, the same number as
 the item-level Δ (the mean per-language difference of seed-mean accuracies).
 
-**Hierarchical bootstrap (seeds and languages).** One resample draws runs of A, runs of B and languages,
-each with replacement, and recomputes Δ. Seeds and languages are crossed (every run is scored on every
-language), so the two draws are independent and their counts multiply. Test items are *not* resampled as a
-third stage: each run's per-language accuracy already carries the noise of the items that run happened to
-get right, so the spread between runs contains it, and each language's estimated difference carries that
-language's item sampling, so the spread between languages contains it too; a third stage would count the
-same noise again (the "ultimate cluster" argument of survey sampling, Cochran 1977 §11). Each stage draws
-``n − 1`` of its ``n`` units (McCarthy and Snowden 1985; Rao and Wu 1988): the bootstrap variance of a mean of
-``n − 1`` draws is ``s² / n``, unbiased, where the usual ``n`` draws give ``s² (n − 1) / n`` — two thirds of
-the truth at three seeds. A language set of one language is not resampled.
+**Hierarchical bootstrap (seeds, then languages).** Model: a run's accuracy on a language is the
+language's level for that method, plus the run's overall luck (a seed effect), plus noise particular to the
+run and the language (which items it happened to get right, seed × language). The first stage resamples each
+system's runs and takes the mean of their per-run means over the language set: its spread holds the seed
+effect *and* all the run-and-language noise, averaged over the set. The second stage resamples languages, but
+only their *heterogeneity* — how much the true difference varies between languages, which a new choice of
+languages would change. The raw per-language differences also carry the run noise of stage one, so they are
+shrunk towards their mean until their variance is the method-of-moments estimate of the heterogeneity,
+``τ² = s²_Δ − σ²_A / S_A − σ²_B / S_B`` (``s²_Δ`` the variance of the per-language differences, ``σ²`` each
+system's seed × language residual mean square; 0 when negative), as Davison and Hinkley (1997, §3.8)
+adjust the upper-level residuals of two-level data. Resampling both stages raw would count the run noise
+twice; at 2 languages of 40 items that doubles the interval. Test items are not resampled as a third stage:
+each per-language accuracy already carries its items' sampling noise, and the two stages above contain it
+(the "ultimate cluster" argument of survey sampling, Cochran 1977 §11). Each stage draws ``n − 1`` of its
+``n`` units (McCarthy and Snowden 1985): the bootstrap variance of a mean of ``n − 1`` draws is ``s² / n``,
+unbiased, where the usual ``n`` draws give ``s² (n − 1) / n`` — two thirds of the truth at three seeds.
 
 **p-value and interval.** With three runs per system no resampling distribution is calibrated on its own
 (three values give ten distinct resamples), so the bootstrap supplies the *standard error* and the small
 number of runs is accounted for as in Welch's test: ``t = Δ / SE`` is referred to Student's t with
 Satterthwaite degrees of freedom from the variance components ``s²_A / S_A``, ``s²_B / S_B`` (between-run
-variance of each system's mean over the set) and ``s²_Δ / L`` (between-language variance of the
-per-language differences); the interval is ``Δ ± t_{df, 0.975} SE``. The seed × language interaction sits in
-both stages, which makes the test slightly conservative (Owen 2007); at the boards' sizes it is a few per
-cent of the variance.
+variance of each system's mean over the set, over its run count) and ``τ² / L``; the interval is
+``Δ ± t_{df, 0.975} SE``. Without heterogeneity between languages this is Welch's t-test on the runs'
+means, with the bootstrap's standard error.
 
 **Paired seeds.** When both systems ran the same seeds and seed ``k`` of A shares something real with seed
 ``k`` of B (the same data order), the runs can be paired: a resample then draws seed *numbers*, used for
@@ -61,8 +66,8 @@ class VarianceComponents:
     seeds: the variance of the per-seed differences over the seed count, and ``seeds_b`` is 0)."""
     seeds_b: float
     languages: float
-    """``s²_Δ / L``: between-language variance of the per-language differences over the language count
-    (0 for a single language)."""
+    """``τ² / L``: heterogeneity of the per-language differences (their variance less the run noise in them,
+    at least 0) over the language count; 0 for a single language."""
     df_a: int
     df_b: int
     df_languages: int
@@ -96,31 +101,44 @@ def _matrices(per_run_a: np.ndarray, per_run_b: np.ndarray, paired: bool) -> tup
     return a, b
 
 
+def _residual_variance(matrix: np.ndarray) -> float:
+    """Seed × language residual mean square of a ``(runs, languages)`` matrix (two-way decomposition)."""
+    runs, languages = matrix.shape
+    residuals = (
+        matrix - matrix.mean(axis=1, keepdims=True) - matrix.mean(axis=0, keepdims=True) + matrix.mean()
+    )
+    return float((residuals**2).sum() / ((runs - 1) * (languages - 1)))
+
+
 def variance_components(
     per_run_a: np.ndarray, per_run_b: np.ndarray, *, paired: bool = False
 ) -> VarianceComponents:
-    """The closed-form variance components of Δ (see the module docstring)."""
+    """The method-of-moments variance components of Δ (see the module docstring)."""
     a, b = _matrices(per_run_a, per_run_b, paired)
-    languages = a.shape[1]
-    per_language = a.mean(axis=0) - b.mean(axis=0)
-    language_part = float(per_language.var(ddof=1) / languages) if languages > 1 else 0.0
+    runs_a, languages = a.shape
+    runs_b = b.shape[0]
     if paired:
-        per_seed = (a - b).mean(axis=1)
-        return VarianceComponents(
-            seeds_a=float(per_seed.var(ddof=1) / per_seed.size),
-            seeds_b=0.0,
-            languages=language_part,
-            df_a=per_seed.size - 1,
-            df_b=0,
-            df_languages=languages - 1,
-        )
-    means_a, means_b = a.mean(axis=1), b.mean(axis=1)
+        differences = a - b
+        per_seed = differences.mean(axis=1)
+        seeds_a, seeds_b, df_b = float(per_seed.var(ddof=1) / runs_a), 0.0, 0
+    else:
+        seeds_a = float(a.mean(axis=1).var(ddof=1) / runs_a)
+        seeds_b = float(b.mean(axis=1).var(ddof=1) / runs_b)
+        df_b = runs_b - 1
+    language_part = 0.0
+    if languages > 1:
+        spread = float((a.mean(axis=0) - b.mean(axis=0)).var(ddof=1))
+        if paired:
+            noise = _residual_variance(differences) / runs_a
+        else:
+            noise = _residual_variance(a) / runs_a + _residual_variance(b) / runs_b
+        language_part = max(0.0, spread - noise) / languages
     return VarianceComponents(
-        seeds_a=float(means_a.var(ddof=1) / means_a.size),
-        seeds_b=float(means_b.var(ddof=1) / means_b.size),
+        seeds_a=seeds_a,
+        seeds_b=seeds_b,
         languages=language_part,
-        df_a=means_a.size - 1,
-        df_b=means_b.size - 1,
+        df_a=runs_a - 1,
+        df_b=df_b,
         df_languages=languages - 1,
     )
 
@@ -144,16 +162,26 @@ def hierarchical_bootstrap(
     resamples: int = RESAMPLES,
     seed: int = SEED,
 ) -> np.ndarray:
-    """``(resamples,)`` replicates of Δ, resampling runs (per system, or seed numbers when ``paired``) and
-    languages (the same for both systems), each stage drawing ``n − 1`` of its ``n`` units."""
+    """``(resamples,)`` replicates of Δ: runs resampled per system (seed numbers for both when ``paired``),
+    then languages, whose differences are shrunk to the heterogeneity between languages (module
+    docstring); each stage draws ``n − 1`` of its ``n`` units."""
     a, b = _matrices(per_run_a, per_run_b, paired)
     rng = np.random.default_rng(seed)
-    languages = _weights(rng, a.shape[1], resamples)
     if paired:
-        per_language = _weights(rng, a.shape[0], resamples) @ (a - b)
+        runs = _weights(rng, a.shape[0], resamples) @ (a - b).mean(axis=1)
     else:
-        per_language = _weights(rng, a.shape[0], resamples) @ a - _weights(rng, b.shape[0], resamples) @ b
-    return np.einsum("rl,rl->r", per_language, languages)
+        runs = _weights(rng, a.shape[0], resamples) @ a.mean(axis=1) - _weights(
+            rng, b.shape[0], resamples
+        ) @ b.mean(axis=1)
+    languages = a.shape[1]
+    if languages == 1:
+        return runs
+    effects = a.mean(axis=0) - b.mean(axis=0)
+    effects = effects - effects.mean()
+    spread = float(effects.var(ddof=1))
+    heterogeneity = variance_components(a, b, paired=paired).languages * languages
+    shrink = math.sqrt(heterogeneity / spread) if spread > 0 else 0.0
+    return runs + _weights(rng, languages, resamples) @ (shrink * effects)
 
 
 @dataclass(frozen=True)
@@ -283,6 +311,8 @@ def seeds_needed(
     df = total**2 / denominator
     noncentrality = abs(difference) / np.sqrt(total)
     critical = stats.t.ppf(1 - alpha / 2, df)
-    achieved = stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
+    # the far tail (rejecting with the wrong sign) underflows to NaN in scipy for large noncentralities
+    wrong_sign = np.nan_to_num(stats.nct.cdf(-critical, df, noncentrality), nan=0.0)
+    achieved = stats.nct.sf(critical, df, noncentrality) + wrong_sign
     reached = np.flatnonzero(achieved >= power)
     return int(n[reached[0]]) if reached.size else None
