@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 import xpe_bench.cli_compare  # noqa: F401  (registers compare and leaderboard on the app)
@@ -211,6 +212,50 @@ def test_seeds_form_one_system(tmp_path):
     assert "same configuration and seed 2" in _text("compare", seeds, single, code=2)
 
 
+def test_a_single_run_has_no_run_level_test(tmp_path):
+    seeds = tmp_path / "xpe"
+    for seed in (1, 2, 3):
+        write_run(seeds, f"xpe-s{seed}", method="xpe", seed=seed, accuracy=0.8)
+    single = write_run(tmp_path, "spt", method="spt", accuracy=0.4)
+    report = _json("compare", seeds, single, "--by", "joshi")
+    assert report["overall"]["run_level"] == {"available": False, "reason": "1 run: no run-level test"}
+    assert report["overall"]["wins"] > 0  # the seeds-fixed tests still apply
+    printed = _text("compare", seeds, single)
+    assert (
+        "run level (runs as the unit): 1 run: no run-level test; only the seeds-fixed tests apply" in printed
+    )
+    markdown = _invoke("compare", seeds, single, "--by", "group", "--format", "md")
+    assert "| 1 run: no run-level test |" in markdown
+
+
+def test_run_level_comparison_of_seeds(tmp_path):
+    """Three seeds against three: the run-level Δ is the seeds-fixed Δ, with an interval that includes the
+    spread between runs (Welch's t-test on the runs' means as the cross-check)."""
+    for seed in (1, 2, 3):
+        write_run(tmp_path / "xpe", f"xpe-s{seed}", method="xpe", seed=seed, accuracy=0.8)
+        write_run(tmp_path / "spt", f"spt-s{seed}", method="spt", seed=seed, accuracy=0.5)
+    report = _json("compare", tmp_path / "xpe", tmp_path / "spt", "--by", "group")
+    overall = report["overall"]
+    run_level = overall["run_level"]
+    assert run_level["available"] and run_level["verdict"] == "better" and not run_level["paired_seeds"]
+    assert run_level["difference"]["value"] == pytest.approx(overall["difference"]["value"])
+    means_a, means_b = run_level["run_means_a"], run_level["run_means_b"]
+    welch = stats.ttest_ind(means_a, means_b, equal_var=False)
+    assert run_level["t_test_p"] == pytest.approx(welch.pvalue)
+    assert run_level["df"] > 1 and 2 <= run_level["seeds_needed"] <= 3  # a 30-point gap needs few runs
+    assert run_level["difference"]["low"] < overall["difference"]["low"]  # wider than seeds fixed
+    assert set(run_level["variance_components"]) == {"seeds_a", "seeds_b", "languages"}
+    assert all(row["run_level"]["available"] for row in report["rows"])
+    paired = _json("compare", tmp_path / "xpe", tmp_path / "spt", "--paired-seeds")
+    assert paired["paired_seeds"] and paired["overall"]["run_level"]["paired_seeds"]
+    printed = _text("compare", tmp_path / "xpe", tmp_path / "spt", "--paired-seeds")
+    assert "run level (runs as the unit, seeds paired):" in printed and "paired t-test" in printed
+    write_run(tmp_path / "dual", "dual-s1", method="dual", seed=1)
+    write_run(tmp_path / "dual", "dual-s4", method="dual", seed=4)
+    refused = _text("compare", tmp_path / "dual", tmp_path / "spt", "--paired-seeds", code=2)
+    assert "--paired-seeds needs the same seeds in both systems; dual has 1, 4 and spt has 1, 2, 3" in refused
+
+
 def test_compact_files_compare_like_run_directories(tmp_path):
     a = write_run(tmp_path, "a", method="xpe", accuracy=0.7)
     b = write_run(tmp_path, "b", method="spt", accuracy=0.5)
@@ -277,17 +322,26 @@ def test_leaderboard_is_complete_and_regenerates_bit_for_bit(tmp_path, three_sys
     rows = [line for line in joshi5.splitlines() if line[:4] in {"| 1 ", "| 2 ", "| 3 "}]
     assert [row.split(" | ")[1] for row in rows] == ["xpe", "dual", "spt"]
     assert "| 2/0/0 |" in rows[0] and "| reference |" in rows[2] and "| 42 |" in rows[0]
-    # Δ vs the reference is the difference of the two mean accuracies (up to rounding), its interval above 0
+    # Δ vs the reference is the difference of the two mean accuracies (up to rounding); seeds fixed, its
+    # interval lies above 0; at run level, with 2 languages whose differences are 13 points apart, it does not
     cells = {row.split(" | ")[1]: row.split(" | ") for row in rows}
-    delta = cells["xpe"][7]
-    assert delta.startswith("+") and float(delta.split()[0]) == pytest.approx(
+    run_level, seeds_fixed = cells["xpe"][7], cells["xpe"][11]
+    assert run_level.split()[0] == seeds_fixed.split()[0]
+    assert seeds_fixed.startswith("+") and float(seeds_fixed.split()[0]) == pytest.approx(
         float(cells["xpe"][2].split()[0]) - float(cells["spt"][2].split()[0]), abs=0.11
     )
-    assert float(delta.split("[")[1].split(",")[0]) > 0
-    # Wilcoxon over the 13 compared languages, all in xpe's favour: exact two-sided p = 2 / 2**13
+    assert float(seeds_fixed.split("[")[1].split(",")[0]) > 0
+    assert float(run_level.split("[")[1].split(",")[0]) < 0 and cells["xpe"][9] == "no difference shown"
+    # dual has one run: no run-level test, the seeds-fixed columns stay
+    assert cells["dual"][7:11] == [cells["dual"][11].split()[0], "–", "1 run: no run-level test", "–"]
+    # over all 13 languages the run-level verdict is clear, and 2 to 4 seeds would have sufficed
     everything = markdown.split("## all —")[1]
-    xpe_all = next(line for line in everything.splitlines() if line.startswith("| 1 | xpe"))
-    assert xpe_all.split(" | ")[8] == f"{2 / 2**13:.2g}"
+    xpe_all = next(line for line in everything.splitlines() if line.startswith("| 1 | xpe")).split(" | ")
+    assert xpe_all[9] == "better" and float(xpe_all[8]) < 0.001 and 2 <= int(xpe_all[10]) <= 4
+    # Wilcoxon over the 13 compared languages, all in xpe's favour: exact two-sided p = 2 / 2**13
+    assert xpe_all[12] == f"{2 / 2**13:.2g}"
+    assert "| run level | against spt, runs as the unit: hierarchical bootstrap" in markdown
+    assert "| seeds fixed | against spt: Δ interval as the accuracy intervals; W/T/L" in markdown
 
 
 def test_leaderboard_by_joshi_only_without_reference(tmp_path, three_systems):
@@ -295,7 +349,8 @@ def test_leaderboard_by_joshi_only_without_reference(tmp_path, three_systems):
     _invoke("leaderboard", *three_systems, "--by", "joshi", "--out", out)
     markdown = out.read_text(encoding="utf-8")
     assert "## unclassified" in markdown and "## low-performing" not in markdown
-    assert "no reference given" in markdown and "| W/T/L |" in markdown
+    assert "| verdicts | no reference given (--reference) |" in markdown
+    assert "| Δ, run level [95% CI] |" in markdown and "| seeds fixed: W/T/L |" in markdown
 
 
 def test_leaderboard_named_groups_are_chosen_and_checked(tmp_path, three_systems):

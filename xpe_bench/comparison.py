@@ -27,6 +27,7 @@ from xpe_bench.errors import UserInputError
 from xpe_bench.languages import LanguageTable, joshi_label_order
 from xpe_bench.metrics import credit
 from xpe_bench.plugins import Registry, load_registry
+from xpe_bench.run_level import RunLevelResult, run_level_test
 from xpe_bench.statistics import (
     ALPHA,
     Correction,
@@ -618,9 +619,16 @@ class GroupComparison:
     accuracy_a: float
     accuracy_b: float
     difference: Estimate
-    """Mean per-language difference, two-stage bootstrap interval (languages, then items)."""
+    """Mean per-language difference, two-stage bootstrap interval (languages, then items): seeds fixed."""
     record: WinTieLoss
+    """Per-language item-level verdicts (seeds fixed)."""
     wilcoxon: SignedRankResult
+    """Signed-rank test of the per-language differences (seeds fixed)."""
+    run_level: RunLevelResult | None
+    """The same Δ with the runs as the unit (:mod:`xpe_bench.run_level`); None when a system has a single
+    run, which has no run-level spread (:attr:`run_level_missing` says which)."""
+    run_level_missing: str
+    """Why there is no run-level test (e.g. ``"1 run: no run-level test"``); empty when there is one."""
 
 
 @dataclass(frozen=True)
@@ -633,6 +641,19 @@ class Pairwise:
     correction: Correction
     alpha: float
     languages: Mapping[str, LanguageComparison]
+    seed_accuracy: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    """Language → each run's accuracy, ``(runs of A,)`` and ``(runs of B,)`` in seed order."""
+    paired_seeds: bool
+    """Whether the run-level test pairs seed k of A with seed k of B."""
+
+    def run_level(self, langs: Sequence[str]) -> tuple[RunLevelResult | None, str]:
+        """The run-level test over ``langs``, or None and why there is none."""
+        single = [system.label for system in (self.a, self.b) if len(system.runs) < 2]
+        if single:
+            return None, "1 run: no run-level test" if len(single) == 1 else "1 run each: no run-level test"
+        per_run_a = np.stack([self.seed_accuracy[lang][0] for lang in langs], axis=1)
+        per_run_b = np.stack([self.seed_accuracy[lang][1] for lang in langs], axis=1)
+        return run_level_test(per_run_a, per_run_b, paired=self.paired_seeds), ""
 
     def group(self, name: str, codes: Iterable[str]) -> GroupComparison | None:
         """Aggregate over the compared languages among ``codes``; None when there are none."""
@@ -641,6 +662,7 @@ class Pairwise:
         if not langs:
             return None
         results = [self.languages[lang].result for lang in langs]
+        run_level, missing = self.run_level(langs)
         return GroupComparison(
             name=name,
             size=len(codes),
@@ -652,6 +674,8 @@ class Pairwise:
             ),
             record=WinTieLoss.count([self.languages[lang].verdict for lang in langs]),
             wilcoxon=wilcoxon_signed_rank([r.difference.value for r in results]),
+            run_level=run_level,
+            run_level_missing=missing,
         )
 
 
@@ -664,8 +688,15 @@ def compare_pair(
     correction: Correction = "holm",
     mid_p: bool = False,
     alpha: float = ALPHA,
+    paired_seeds: bool = False,
 ) -> Pairwise:
-    """Paired tests of A against B on every compared language, corrected over those languages."""
+    """Paired tests of A against B on every compared language, corrected over those languages; with
+    ``paired_seeds`` the run-level test pairs the runs by seed (both systems must have run the same seeds)."""
+    if paired_seeds and a.seeds != b.seeds:
+        raise UserInputError(
+            f"--paired-seeds needs the same seeds in both systems; {a.label} has "
+            f"{', '.join(map(str, a.seeds))} and {b.label} has {', '.join(map(str, b.seeds))}"
+        )
     if test == "mcnemar":
         several = [s for s in (a, b) if len(s.seeds) > 1]
         if several:
@@ -701,4 +732,9 @@ def compare_pair(
             lang: LanguageComparison(r, float(p), verdict(r.difference.value, float(p), alpha))
             for (lang, r), p in zip(results.items(), adjusted, strict=True)
         },
+        seed_accuracy={
+            lang: (aligned.correct(a.label).mean(axis=1), aligned.correct(b.label).mean(axis=1))
+            for lang, aligned in comparison.items.items()
+        },
+        paired_seeds=paired_seeds,
     )

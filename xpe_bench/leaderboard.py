@@ -8,11 +8,14 @@ style and written without metadata).
 
 Reading a row: accuracy is the mean over the compared languages of each language's seed-mean accuracy,
 with a two-stage percentile bootstrap interval (languages, then test items); ``sd over seeds`` is the
-standard deviation over seeds of that mean; Δ is the mean per-language difference to the reference (same
-two-stage interval) and the Wilcoxon p asks whether the system tends to be better across the section's
-languages; W/T/L counts the languages where the system is significantly better than / not distinguishable
-from / significantly worse than the reference (exact sign-flip test on seed-averaged item correctness,
-Holm-corrected over all compared languages). See docs/statistics.md.
+standard deviation over seeds of that mean; Δ is the mean per-language difference to the reference. The
+headline verdict on Δ treats the *runs* as the unit (:mod:`xpe_bench.run_level`: its interval, p-value,
+verdict and the seeds a run-level test would need for 80% power); a system or reference with a single run
+gets none. The item-level statistics stay beside it, labelled "seeds fixed": Δ's two-stage interval, the
+Wilcoxon p (does the system tend to be better across the section's languages) and W/T/L, the languages where
+the system is significantly better than / not distinguishable from / significantly worse than the reference
+(exact sign-flip test on seed-averaged item correctness, Holm-corrected over all compared languages). See
+docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from xpe_bench.comparison import (
 from xpe_bench.errors import UserInputError
 from xpe_bench.plugins import Registry
 from xpe_bench.published import PublishedTable, family_mean, find_published, language_mean, read_published
+from xpe_bench.run_level import MAX_SEEDS
 from xpe_bench.statistics import (
     ALPHA,
     CONFIDENCE,
+    POWER,
     RESAMPLES,
     SEED,
     Estimate,
@@ -99,8 +104,9 @@ class Entry:
     covers: int
     """Languages of the section this system predicted (with every seed), compared or not."""
     versus: GroupComparison | None
-    """Against the reference over the section's compared languages (mean difference with its two-stage
-    interval, Wilcoxon signed-rank, win/tie/loss); None for the reference itself or without one."""
+    """Against the reference over the section's compared languages (mean difference with its run-level and
+    its two-stage interval, Wilcoxon signed-rank, win/tie/loss); None for the reference itself or without
+    one."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +211,6 @@ def _header(board: Leaderboard, command: str, image: str) -> list[str]:
     comparison = board.comparison
     systems = comparison.systems
     first = {system.label: system.runs[0] for system in systems}
-    reference = board.reference
     rows = [
         (
             "task",
@@ -226,18 +231,11 @@ def _header(board: Leaderboard, command: str, image: str) -> list[str]:
         ("seeds", "; ".join(f"{s.label}: {', '.join(map(str, s.seeds))}" for s in systems)),
         ("languages", comparison.coverage.summary()),
         (
-            "intervals",
-            f"{100 * CONFIDENCE:.0f}% two-stage percentile bootstrap over languages and test items "
-            f"({RESAMPLES:,} resamples, seed {SEED})",
+            "accuracy intervals",
+            f"{100 * CONFIDENCE:.0f}% two-stage percentile bootstrap over languages and test items, seeds "
+            f"fixed ({RESAMPLES:,} resamples, seed {SEED})",
         ),
-        (
-            "W/T/L",
-            "no reference given (--reference)"
-            if reference is None
-            else f"against {reference.label}: exact sign-flip test per language on seed-averaged item "
-            f"correctness, Holm-corrected over the {len(comparison.items)} compared languages, "
-            f"alpha {ALPHA}",
-        ),
+        *_inference_rows(board),
     ]
     lines = [
         f"# Leaderboard: {_per_system({label: run.task for label, run in first.items()})}",
@@ -258,13 +256,42 @@ def _header(board: Leaderboard, command: str, image: str) -> list[str]:
     lines += [f"![accuracy per Joshi class]({image})", ""]
     lines.append(
         "Accuracy: mean over the compared languages of each language's seed-mean accuracy. "
-        "Δ: mean per-language difference to the reference, in points; Wilcoxon p: two-sided signed-rank test "
-        "of those differences across the section's languages (where a small consistent gain shows). "
-        "W/T/L: languages where the system is significantly better / not distinguishable / significantly "
-        "worse than the reference; with about 200 test items a tie can hide a difference of several points "
-        "(see docs/statistics.md)."
+        "Δ: mean per-language difference to the reference, in points. **Run level** (the headline): Δ's "
+        "interval, p and verdict with the runs as the unit, so a re-run with other seeds is part of the "
+        "uncertainty; seeds for 80% power: runs per system a run-level test would need to detect this Δ "
+        "given the observed spread between runs. **Seeds fixed** (secondary): the same Δ with an interval "
+        "over languages and test items only; Wilcoxon p: two-sided signed-rank test of the per-language "
+        "differences (where a small consistent gain shows); W/T/L: languages where the system is "
+        "significantly better / not distinguishable / significantly worse than the reference; with about "
+        "200 test items a tie can hide a difference of several points. Seeds-fixed tests treat these runs "
+        "as the truth and call seed luck a difference (see docs/statistics.md)."
     )
     return lines
+
+
+def _inference_rows(board: Leaderboard) -> list[tuple[str, str]]:
+    """The header rows that say which inference the Δ, verdict and W/T/L columns use."""
+    reference = board.reference
+    if reference is None:
+        return [("verdicts", "no reference given (--reference)")]
+    return [
+        (
+            "run level",
+            f"against {reference.label}, runs as the unit: hierarchical bootstrap over runs and languages "
+            f"({RESAMPLES:,} resamples, seed {SEED}) for the standard error of Δ, Student t with "
+            f"Satterthwaite degrees of freedom for the {100 * CONFIDENCE:.0f}% interval and the two-sided p; "
+            f"verdict at alpha {ALPHA}, not corrected across sections or systems; seeds for "
+            f"{POWER:.0%} power per system at the observed Δ and spread; a system with 1 run has no "
+            "run-level test",
+        ),
+        (
+            "seeds fixed",
+            f"against {reference.label}: Δ interval as the accuracy intervals; W/T/L by the exact "
+            f"sign-flip test per language on seed-averaged item correctness, Holm-corrected over the "
+            f"{len(board.comparison.items)} compared languages, alpha {ALPHA}; Wilcoxon signed-rank across "
+            "the section's languages",
+        ),
+    ]
 
 
 def _coverage_note(comparison: ComparisonSet, section: Section) -> str:
@@ -317,9 +344,7 @@ def _section_lines(board: Leaderboard, section: Section) -> list[str]:
         "sd over seeds",
         "seeds",
         "covers",
-        f"Δ vs {reference.label} [95% CI]" if reference else "Δ",
-        "Wilcoxon p",
-        f"W/T/L vs {reference.label}" if reference else "W/T/L",
+        *_versus_headers(reference),
         "trainable params",
         "train s",
     ]
@@ -328,11 +353,9 @@ def _section_lines(board: Leaderboard, section: Section) -> list[str]:
         system = entry.system
         versus = entry.versus
         if versus is not None:
-            difference = with_interval(versus.difference, signed=True)
-            wilcoxon = f"{versus.wilcoxon.p_value:.2g}"
-            record = str(versus.record)
+            compared = [*_run_level_cells(versus), *_seeds_fixed_cells(versus)]
         else:
-            difference = wilcoxon = record = "reference" if system is reference else "–"
+            compared = ["reference" if system is reference else "–"] * len(_versus_headers(reference))
         rows.append(
             [
                 str(rank),
@@ -342,14 +365,53 @@ def _section_lines(board: Leaderboard, section: Section) -> list[str]:
                 "–" if math.isnan(entry.seed_sd) else f"{100 * entry.seed_sd:.1f}",
                 str(len(system.seeds)),
                 f"{entry.covers}/{len(section.languages)}",
-                difference,
-                wilcoxon,
-                record,
+                *compared,
                 "–" if system.trainable is None else f"{system.trainable:,}",
                 _seconds(system.train_seconds),
             ]
         )
-    return [*lines, markdown_table(headers, rows, "rlrrrrrrrlrr"), ""]
+    return [*lines, markdown_table(headers, rows, "rlrrrrrrrlrrrlrr"), ""]
+
+
+def _versus_headers(reference: System | None) -> list[str]:
+    against = f" vs {reference.label}" if reference else ""
+    return [
+        f"Δ{against}, run level [95% CI]",
+        "run-level p",
+        f"verdict{against} (run level)",
+        f"seeds for {POWER:.0%} power",
+        "seeds fixed: Δ [95% CI]",
+        "seeds fixed: Wilcoxon p",
+        f"seeds fixed: W/T/L{against}",
+    ]
+
+
+def seeds_for_power(needed: int | None, difference: float) -> str:
+    """The power analysis's answer as a cell: a count, ``>1000`` when none suffices, ``–`` for Δ = 0."""
+    if needed is not None:
+        return str(needed)
+    return "–" if difference == 0 else f">{MAX_SEEDS:,}"
+
+
+def _run_level_cells(versus: GroupComparison) -> list[str]:
+    """Δ with its run-level interval, p, verdict and seeds needed; or why there is no run-level test."""
+    result = versus.run_level
+    if result is None:
+        return [points(versus.difference.value), "–", versus.run_level_missing, "–"]
+    return [
+        with_interval(result.difference, signed=True),
+        f"{result.p_value:.2g}",
+        result.verdict(ALPHA),
+        seeds_for_power(result.seeds_needed(), result.difference.value),
+    ]
+
+
+def _seeds_fixed_cells(versus: GroupComparison) -> list[str]:
+    return [
+        with_interval(versus.difference, signed=True),
+        f"{versus.wilcoxon.p_value:.2g}",
+        str(versus.record),
+    ]
 
 
 def render_markdown(board: Leaderboard, *, command: str, image: str) -> str:
@@ -406,7 +468,9 @@ def render_plot(board: Leaderboard) -> bytes:
         if reference is not None:
             axes[1].axhline(0.0, color="black", linewidth=0.8)
             axes[1].set_ylabel(f"Δ vs {reference.label} (points)")
-            axes[1].set_title(f"Paired difference to {reference.label} per Joshi class (95% intervals)")
+            axes[1].set_title(
+                f"Paired difference to {reference.label} per Joshi class (95% intervals, seeds fixed)"
+            )
         for panel in axes:
             panel.set_xticks(range(len(classes)), labels)
             panel.grid(axis="y", alpha=0.3)
