@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from xpe_bench import distributed
 from xpe_bench.errors import UserInputError
 
 ENTRY_FIELDS = {
@@ -290,7 +291,7 @@ class SweepJob:
         from xpe_bench.runner import Reporters, Runner
         from xpe_bench.store import RunLocked
 
-        strip_single_process_distributed_env()
+        distributed.start()  # a multi-process job joins its group; a single one drops inherited variables
         out = LineProgress(sys.stdout)
         runner = Runner(
             load_registry(), Reporters(train=out, evaluate=LineProgress(sys.stdout), note=out.note)
@@ -327,14 +328,6 @@ class SweepJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(SweepJob(self.runs_dir, self.entries))
-
-
-def strip_single_process_distributed_env() -> None:
-    """Remove distributed-training variables a job inherits (SLURM + accelerate/torchrun set them) when the
-    job is a single process: torch would otherwise wait for peers that do not exist."""
-    if os.environ.get("WORLD_SIZE", "1") == "1":
-        for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-            os.environ.pop(name, None)
 
 
 @dataclass
