@@ -539,7 +539,7 @@ class Runner:
         manifest["data"]["train_examples"] = len(train)
         manifest["data"]["dev_examples"] = len(dev)
         store.write_manifest(manifest)
-        for pickled in sorted(store.fit_dir.glob("*.pt")):  # checkpoints of versions before 0.2
+        for pickled in sorted(store.fit_dir.glob("*.pt")):  # pickle checkpoints of earlier releases
             moved = store.quarantine(pickled)
             self.reporters.note(
                 f"{pickled.name}: a pickle checkpoint is never loaded (it could execute code) — moved to "
