@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from xpe_bench.compact import SUFFIX, decode_labels, read_compact
+from xpe_bench.convergence import Convergence, Summary, assess
 from xpe_bench.errors import UserInputError
 from xpe_bench.languages import LanguageTable, joshi_label_order
 from xpe_bench.plugins import Registry, load_registry
@@ -144,6 +145,12 @@ class Run:
         return None if value is None else float(value)
 
     @property
+    def convergence(self) -> Convergence:
+        """The convergence verdict, always derived from the stored dev curve by the current rule, so runs
+        (and compact files) recorded before the verdict existed, or under an older rule, are judged alike."""
+        return assess(self.manifest.get("fit"))
+
+    @property
     def system_key(self) -> str:
         """Everything that makes two runs the same system, apart from the seed."""
         return canonical_json(
@@ -248,6 +255,10 @@ class System:
         return next((run.trainable for run in self.runs if run.trainable is not None), None)
 
     @property
+    def convergence(self) -> Summary:
+        return Summary.of([run.convergence for run in self.runs])
+
+    @property
     def train_seconds(self) -> float | None:
         """Mean training time over the seeds that report one."""
         seconds = [run.train_seconds for run in self.runs if run.train_seconds is not None]
@@ -265,6 +276,7 @@ class System:
             "sources": list(first.sources),
             "seeds": list(self.seeds),
             "runs": [str(run.path) for run in self.runs],
+            "convergence": [run.convergence.to_dict() for run in self.runs],
         }
 
 

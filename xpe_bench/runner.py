@@ -22,6 +22,7 @@ import transformers
 
 from xpe_bench.backbones import Backbone, load_backbone
 from xpe_bench.budgets import Budget, subset_indices
+from xpe_bench.convergence import assess
 from xpe_bench.errors import UserInputError
 from xpe_bench.methods import FitContext, Method, MethodSpec, ProgressReporter, SilentProgress
 from xpe_bench.paths import cache_root, resolve_data_root
@@ -330,6 +331,7 @@ class Runner:
         report = method.fit(context)
         manifest["timings"]["train_seconds"] += time.perf_counter() - started
         manifest["fit"] = report
+        manifest["convergence"] = assess(report).to_dict()
         store.save_state(method.state_dict(), {"run_key": manifest["key"]})
         store.clear_fit_dir()
         manifest["status"] = "trained"
