@@ -188,6 +188,15 @@ def _items(where: str, ids: Sequence[Any], gold: Sequence[int], pred: Sequence[i
     return LanguageItems(names, np.asarray(gold, dtype=np.int64), np.asarray(pred, dtype=np.int64))
 
 
+def check_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse a manifest that lacks what grouping runs into systems needs."""
+    missing = [name for name in _REQUIRED if _lookup(manifest, name) is None] + (
+        ["seed"] if "seed" not in manifest else []
+    )
+    if missing:
+        raise UserInputError(f"{path}: the manifest lacks {', '.join(missing)}")
+
+
 def load_run(path: Path) -> Run:
     """Read one run: a run directory (manifest + predictions) or a compact ``*.json.gz`` file."""
     if path.is_file() and path.name.endswith(SUFFIX):
@@ -215,11 +224,7 @@ def load_run(path: Path) -> Run:
         raise UserInputError(
             f"{path}: not a run directory (no {MANIFEST}) nor a compact run file (*{SUFFIX})"
         )
-    missing = [name for name in _REQUIRED if _lookup(manifest, name) is None] + (
-        ["seed"] if "seed" not in manifest else []
-    )
-    if missing:
-        raise UserInputError(f"{path}: the manifest lacks {', '.join(missing)}")
+    check_manifest(path, manifest)
     if not predictions:
         raise UserInputError(f"{path}: no predictions yet (nothing to compare)")
     return Run(path=path, manifest=manifest, predictions=predictions)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
 from typing import Any, Literal
 
 RULE = "dev-plateau"
@@ -103,8 +104,9 @@ def rule_parameters() -> dict[str, Any]:
 
 def describe_rule() -> str:
     """One sentence stating the rule, for boards and reports."""
+    tail = Fraction(TAIL_FRACTION).limit_denominator(100)
     return (
-        f"{RULE} v{RULE_VERSION}: at least {MIN_EVALUATIONS} dev evaluations, and in the last third of the "
+        f"{RULE} v{RULE_VERSION}: at least {MIN_EVALUATIONS} dev evaluations, and in the last {tail} of the "
         f"steps the best dev accuracy rose by at most {100 * ACCURACY_TOLERANCE:g} points and at most "
         f"{LOSS_SHARE_TOLERANCE:.0%} of the run's fall in dev loss happened"
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xpe_bench.compact import SUFFIX, read_compact
-from xpe_bench.comparison import Run, expand_run_paths, group_systems
+from xpe_bench.comparison import Run, check_manifest, expand_run_paths, group_systems
 from xpe_bench.convergence import RULE, RULE_VERSION, Convergence, describe_rule, rule_parameters
 from xpe_bench.errors import UserInputError
 from xpe_bench.leaderboard import markdown_table
@@ -39,10 +39,12 @@ class Curve:
 
 def _read_manifest(path: Path) -> Mapping[str, Any]:
     if path.is_file() and path.name.endswith(SUFFIX):
-        return read_compact(path)["manifest"]
-    manifest = RunStore(path).read_manifest()
+        manifest = read_compact(path)["manifest"]
+    else:
+        manifest = RunStore(path).read_manifest()
     if manifest is None:
         raise UserInputError(f"{path}: no readable manifest")
+    check_manifest(path, manifest)
     return manifest
 
 
