@@ -285,13 +285,13 @@ def test_curves_command_rejects_bad_input(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, "zero-shot", 1, {"trained": False})
     nothing = cli_runner.invoke(app, ["curves", str(runs), "--out", str(tmp_path / "c.png")])
-    assert nothing.exit_code == 2 and "none of the runs has a dev curve" in nothing.output
+    assert nothing.exit_code == 2 and "none of the runs has a dev curve" in " ".join(nothing.output.split())
     assert not (tmp_path / "c.png").exists()
     wrong = cli_runner.invoke(app, ["curves", str(runs), "--out", str(tmp_path / "c.md")])
-    assert wrong.exit_code == 2 and "should end in .png" in wrong.output
+    assert wrong.exit_code == 2 and "should end in .png" in " ".join(wrong.output.split())
     seedless = write_run(tmp_path, "spt", 1, curve([0.4, 0.8, 0.81], [1.5, 0.6, 0.58]))
     manifest = json.loads((seedless / "manifest.json").read_text(encoding="utf-8"))
     del manifest["seed"]
     (seedless / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     broken = cli_runner.invoke(app, ["curves", str(seedless), "--out", str(tmp_path / "c.png")])
-    assert broken.exit_code == 2 and "the manifest lacks seed" in broken.output
+    assert broken.exit_code == 2 and "the manifest lacks seed" in " ".join(broken.output.split())
