@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from xpe_bench import training
-from xpe_bench.errors import UserInputError
 from xpe_bench.features import cached_features
 from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import FitContext, Method, MethodSpec, ParameterReport, parameter_report
+from xpe_bench.methods import Choice, FitContext, Method, MethodSpec, ParameterReport, parameter_report
 from xpe_bench.modeling import ClassificationHead, EncoderClassifier, TorchMethod, hidden_dropout
 from xpe_bench.paths import cache_root
 
@@ -74,9 +73,6 @@ def _rows(offset: int, labels: list[int]) -> training.Encoded:
 
 class HeadOnly(Method):
     def setup(self, backbone: Backbone, task: TaskSpec) -> None:
-        pooling = self.options["pooling"]
-        if pooling not in ("mean", "first"):
-            raise UserInputError(f"option pooling: {pooling!r}; valid: mean, first")
         self.backbone = backbone
         for parameter in backbone.model.parameters():
             parameter.requires_grad_(False)
@@ -141,5 +137,6 @@ def xpe_bench_methods() -> list[MethodSpec]:
             # "mean" = the backbone's pooled sentence vector (the stronger control for E5);
             # "first" = the <s> state, the same position a prompt-free XLM-R head reads.
             {"pooling": "mean"},
+            rules={"pooling": Choice(("mean", "first"))},
         ),
     ]

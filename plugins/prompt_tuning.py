@@ -16,16 +16,14 @@ points agree exactly under one seed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from xpe_bench.backbones import Backbone
-from xpe_bench.errors import UserInputError
 from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import MethodSpec
+from xpe_bench.methods import Choice, MethodSpec, Range
 from xpe_bench.modeling import EncoderClassifier, PromptModule, TorchMethod, hidden_dropout
 
 
@@ -125,14 +123,13 @@ def _options(ratio: float) -> dict[str, Any]:
     }
 
 
-def _create(options: Mapping[str, Any]) -> PromptTuning:
-    if options["read"] not in ("first", "cls"):
-        raise UserInputError(
-            f"option read: {options['read']!r}; valid: first (position 0, as the paper), cls"
-        )
-    if options["xpe_table_role"] not in ("prompt", "prompt_encoder"):
-        raise UserInputError("option xpe_table_role: valid values are prompt, prompt_encoder")
-    return PromptTuning(options)
+RULES = {
+    "num_tokens": Range(1),
+    "ratio": Range(0.0, 1.0),
+    "read": Choice(("first", "cls")),  # first: position 0, as the paper
+    "xpe_dropout": Range(0.0, 1.0, high_open=True),
+    "xpe_table_role": Choice(("prompt", "prompt_encoder")),
+}
 
 
 @hookimpl
@@ -145,6 +142,6 @@ def xpe_bench_methods() -> list[MethodSpec]:
         ("dual-70", 0.7, "DUAL with encoder ratio 0.7 (6 SPT + 14 XPE tokens)"),
     ]
     return [
-        MethodSpec(name, description, _create, _options(ratio), target_stage=TARGET_STAGE)
+        MethodSpec(name, description, PromptTuning, _options(ratio), target_stage=TARGET_STAGE, rules=RULES)
         for name, ratio, description in presets
     ]

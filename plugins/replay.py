@@ -8,7 +8,7 @@ standard CSV quoting (answers are quoted and may hold tabs and newlines): an unn
 split by ``index_id``, and the texts must agree: exactly, or after the CSV unquoting that the SIB-200 authors'
 reader applied to the raw SIB-200 text (930 of their 41,820 texts differ from the raw files only that way).
 
-How an answer maps to a label (:func:`map_answer`):
+How an answer maps to labels (:func:`scored_labels`; :func:`map_answer` is the ``strict`` rule):
 
 1. The answer is NFKC-normalised and case-folded.
 2. A category is named by its label, a ``/``-part of its label (``science/technology`` -> ``science``,
@@ -23,10 +23,17 @@ How an answer maps to a label (:func:`map_answer`):
    dropped. It is the prompt's category list echoed back ("does not fit into the categories of
    science/technology, travel, politics, sports, health, or geography. It might be more appropriate under
    entertainment").
-4. Exactly one category left: its label. None (refusals, "related to education", empty answers) or two
-   or more ("Travel" and "Geography", "travel or geography"): unmappable, never guessed.
-   :meth:`Replay.predict` gives an unmappable answer an all ``-inf`` row, which the results store records as
-   an abstention (``pred = -1``): always wrong.
+4. What the categories left give, by the option ``scoring`` (:data:`SCORING`; part of the run identity):
+
+   - ``strict`` (the default, and the only rule before the option existed): exactly one category left is
+     its label; two or more ("Travel" and "Geography", "travel or geography") are unmappable, never guessed;
+   - ``first``: the category named first (outside enumerations) is the label;
+   - ``fractional``: k categories left share the answer: the scores row holds an equal top score for each,
+     a tie that the metrics credit 1/k when the gold label is among them (:mod:`xpe_bench.metrics`).
+
+   Under every rule an answer naming no category (refusals, "related to education", empty answers) is
+   unmappable: :meth:`Replay.predict` gives it an all ``-inf`` row, which the results store records as an
+   abstention (``pred = -1``): always wrong.
 
 Two things are deliberately left uninterpreted. Negation: in these outputs a negated name mostly restates the
 verdict ('related to "Entertainment" ... however, the categories you provided do not include
@@ -55,7 +62,7 @@ import numpy as np
 
 from xpe_bench.errors import UserInputError
 from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import Method, MethodSpec, ParameterReport
+from xpe_bench.methods import Choice, Method, MethodSpec, ParameterReport
 from xpe_bench.paths import resolve_data_root
 
 if TYPE_CHECKING:
@@ -75,6 +82,8 @@ VARIANTS: Mapping[str, tuple[str, ...]] = {
     "sports": ("sport",),
 }
 """Spelling variants of label names (case-folded), beyond the label and its ``/``-parts."""
+SCORING = ("strict", "first", "fractional")
+"""Rules for an answer naming several categories (module docstring, rule 4)."""
 ENUMERATION = 3
 """A run of names with this many different categories is a list, not an answer."""
 _LIST_GAP = re.compile(r"[^\w.!?;:\n]*(?:\w{1,5}[^\w.!?;:\n]*)?")
@@ -101,29 +110,44 @@ def _lexicon(labels: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, int]]:
 
 
 def map_answer(answer: str, labels: Sequence[str]) -> int | None:
-    """The label id a free-text answer names, or ``None`` when it names none or several (module docstring)."""
+    """The label id a free-text answer names under the ``strict`` rule, or ``None`` when it names none or
+    several (module docstring)."""
+    scored = scored_labels(answer, labels, "strict")
+    return scored[0] if scored else None
+
+
+def scored_labels(answer: str, labels: Sequence[str], scoring: str) -> tuple[int, ...]:
+    """The label ids a free-text answer is scored as under ``scoring`` (module docstring, rule 4): one id,
+    several (``fractional``: they share the answer) or none (unmappable)."""
     named = named_labels(answer, labels)
-    return next(iter(named)) if len(named) == 1 else None
+    if scoring == "strict":
+        return named if len(named) == 1 else ()
+    if scoring == "first":
+        return named[:1]
+    if scoring == "fractional":
+        return named
+    raise UserInputError(f"option scoring: {scoring!r}; valid: {', '.join(SCORING)}")
 
 
-def named_labels(answer: str, labels: Sequence[str]) -> set[int]:
-    """Every label id the answer names outside enumerations (rules 1-3 of the module docstring)."""
+def named_labels(answer: str, labels: Sequence[str]) -> tuple[int, ...]:
+    """Every label id the answer names outside enumerations (rules 1-3 of the module docstring), in the
+    order of their first mention."""
     text = _fold(answer)
     pattern, names = _lexicon(tuple(labels))
     mentions = [(match.start(), match.end(), names[match.group()]) for match in pattern.finditer(text)]
-    named: set[int] = set()
+    named: list[int] = []
     run: list[int] = []
     for index, (start, _, label_id) in enumerate(mentions):
         if run and not _LIST_GAP.fullmatch(text, mentions[index - 1][1], start):
-            named |= _outside_enumeration(run)
+            named += _outside_enumeration(run)
             run = []
         run.append(label_id)
-    return named | _outside_enumeration(run)
+    named += _outside_enumeration(run)
+    return tuple(dict.fromkeys(named))
 
 
-def _outside_enumeration(run: list[int]) -> set[int]:
-    distinct = set(run)
-    return distinct if len(distinct) < ENUMERATION else set()
+def _outside_enumeration(run: list[int]) -> list[int]:
+    return run if len(set(run)) < ENUMERATION else []
 
 
 def _csv_unquoted(text: str) -> str:
@@ -161,6 +185,7 @@ class Replay(Method):
 
     def setup(self, backbone: Backbone, task: TaskSpec) -> None:
         self.labels = task.labels
+        self.scoring = self.options["scoring"]
         self.unmappable: dict[str, int] = {}  # language -> unmappable answers among those last predicted
         self._files: dict[str, dict[str, tuple[str, str]]] = {}  # language -> read_replay_file()
         given = self.options["predictions_dir"]
@@ -168,10 +193,6 @@ class Replay(Method):
             self.folder = Path(given).expanduser()
         else:
             source = self.options["source"]
-            if source not in SOURCES:
-                raise UserInputError(
-                    f"option source: {source!r}; bundled: {', '.join(SOURCES)} (or set predictions_dir)"
-                )
             if task.name != BUNDLED_TASK:
                 raise UserInputError(
                     f"method replay: the bundled {source} predictions are for task {BUNDLED_TASK}, not "
@@ -206,12 +227,12 @@ class Replay(Method):
                     f"{self._path(lang)}: index_id {example_id!r} has text {replayed_text[:60]!r}..., the "
                     f"test split {text[:60]!r}...: these predictions were made for other data"
                 )
-            label_id = map_answer(answer, self.labels)
-            if label_id is None:
+            label_ids = scored_labels(answer, self.labels, self.scoring)
+            if label_ids:
+                scores[row, list(label_ids)] = 1.0
+            else:
                 scores[row] = -np.inf
                 unmappable[lang] += 1
-            else:
-                scores[row, label_id] = 1.0
         for lang in dict.fromkeys(columns["lang"]):
             self.unmappable[lang] = unmappable[lang]
         return scores
@@ -237,10 +258,13 @@ def xpe_bench_methods() -> list[MethodSpec]:
     return [
         MethodSpec(
             name,
-            f"{what}; free-text answers mapped to labels, unmappable ones abstain (always wrong)",
+            f"{what}; free-text answers mapped to labels (scoring=strict|first|fractional for answers naming "
+            "several), unmappable ones abstain (always wrong)",
             _create,
-            {"source": source, "predictions_dir": ""},
+            {"source": source, "predictions_dir": "", "scoring": "strict"},
             trains=False,
+            rules={"source": Choice(SOURCES), "scoring": Choice(SCORING)},
+            added_later={"scoring": "strict"},
         )
         for name, source, what in presets
     ]

@@ -24,7 +24,7 @@ from transformers import AutoModelForMaskedLM
 from xpe_bench.errors import UserInputError
 from xpe_bench.features import cached_features, compute_features
 from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import FitContext, Method, MethodSpec, ParameterReport, parameter_report
+from xpe_bench.methods import Check, Choice, FitContext, Method, MethodSpec, ParameterReport, parameter_report
 from xpe_bench.paths import cache_root
 from xpe_bench.training import Encoded, collate, inference_batches
 
@@ -53,8 +53,6 @@ def _masked_lm(backbone: Backbone) -> torch.nn.Module | None:
 class ZeroShot(Method):
     def setup(self, backbone: Backbone, task: TaskSpec) -> None:
         scoring = self.options["scoring"]
-        if scoring not in SCORERS:
-            raise UserInputError(f"option scoring: {scoring!r}; valid: {', '.join(SCORERS)}")
         self.backbone = backbone
         self.task = task
         for parameter in backbone.model.parameters():
@@ -135,5 +133,10 @@ def xpe_bench_methods() -> list[MethodSpec]:
             _create,
             defaults,
             trains=False,
+            rules={
+                "scoring": Choice(SCORERS),
+                # The label is scored at the mask: without one there is nothing to score.
+                "template": Check(lambda text: text.count("<mask>") == 1, "a text with exactly one <mask>"),
+            },
         )
     ]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from pathlib import Path
 
+import httpx2
 import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import RepositoryNotFoundError
 
 from xpe_bench.backbones import (
     ME5_SMALL,
@@ -18,6 +21,7 @@ from xpe_bench.backbones import (
     TINY_RANDOM,
     Backbone,
     BackboneSpec,
+    architecture_only,
     builtin_backbone_specs,
     load_backbone,
 )
@@ -150,6 +154,57 @@ def test_unknown_hub_id_is_user_error(
     message = str(caught.value)
     assert "hub" in message
     assert ME5_SMALL in message and TINY_RANDOM in message
+
+
+def _no_transformers_download(*args: object, **kwargs: object) -> None:
+    raise AssertionError("transformers was asked to download: it retries an unreachable hub for ~30 s")
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (httpx2.ConnectError("[Errno -2] Name or service not known"), "the hub cannot be reached"),
+        (
+            RepositoryNotFoundError(
+                "404", response=httpx2.Response(404, request=httpx2.Request("GET", "https://hub"))
+            ),
+            "the hub has no (public) model of that name",
+        ),
+    ],
+)
+def test_hub_id_is_probed_once_before_any_download(
+    specs: dict[str, BackboneSpec],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: Exception,
+    message: str,
+) -> None:
+    asked: list[str] = []
+
+    def probe(repo_id: str, **kwargs: object) -> None:
+        asked.append(repo_id)
+        raise answer
+
+    monkeypatch.setattr(huggingface_hub, "model_info", probe)
+    monkeypatch.setattr("xpe_bench.backbones._load", _no_transformers_download)
+    monkeypatch.setattr("xpe_bench.backbones.AutoConfig.from_pretrained", _no_transformers_download)
+    for load in (load_backbone, architecture_only):
+        with pytest.raises(UserInputError, match=re.escape(message)):
+            load("no-such-org/no-such-model", specs, tmp_path)
+    assert asked == ["no-such-org/no-such-model"] * 2
+
+
+def test_unreachable_hub_loads_the_hub_cache_copy(
+    specs: dict[str, BackboneSpec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny: Backbone
+) -> None:
+    def unreachable(repo_id: str, **kwargs: object) -> None:
+        raise httpx2.ConnectError("unreachable")
+
+    cached_config = Path(tiny.location) / "config.json"
+    monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo_id, name: str(cached_config))
+    loaded = load_backbone("some-org/tiny", specs, tmp_path)
+    assert loaded.source == "hub:some-org/tiny" and loaded.weights_sha256 == tiny.weights_sha256
 
 
 def test_dequantize_q4_0_layout() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 import xpe_bench.cli_compare  # noqa: F401  (registers compare and leaderboard on the app)
@@ -17,6 +18,7 @@ from xpe_bench.cli import app
 from xpe_bench.compact import export_run
 from xpe_bench.comparison import prepare
 from xpe_bench.errors import UserInputError
+from xpe_bench.store import MANIFEST_SCHEMA, config_key
 
 runner = CliRunner()
 
@@ -49,8 +51,10 @@ def write_run(
     run = root / name
     (run / "predictions").mkdir(parents=True)
     manifest = {
+        "schema": MANIFEST_SCHEMA,
         "status": "complete",
-        "key": hashlib.sha256(name.encode()).hexdigest(),
+        "identity": {"name": name},
+        "key": config_key({"name": name}),
         "task": {"name": task, "version": task_version, "labels": labels},
         "method": {"name": method, "options": options or {}, "parameters": {"total": 1000, "trainable": 42}},
         "backbone": {"name": "me5-small", "weights_sha256": "b" * 64},
@@ -67,7 +71,7 @@ def write_run(
         gold = ids % len(labels)
         pred = np.where(rng.random(ITEMS) < accuracy, gold, (gold + 1) % len(labels))
         lines = [
-            json.dumps({"id": str(i), "gold": int(g), "pred": int(p), "scores": None})
+            json.dumps({"id": str(i), "gold": int(g), "pred": int(p), "scores": []})
             for i, g, p in zip(ids, gold, pred, strict=True)
         ]
         (run / "predictions" / f"{lang}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -208,6 +212,50 @@ def test_seeds_form_one_system(tmp_path):
     assert "same configuration and seed 2" in _text("compare", seeds, single, code=2)
 
 
+def test_a_single_run_has_no_run_level_test(tmp_path):
+    seeds = tmp_path / "xpe"
+    for seed in (1, 2, 3):
+        write_run(seeds, f"xpe-s{seed}", method="xpe", seed=seed, accuracy=0.8)
+    single = write_run(tmp_path, "spt", method="spt", accuracy=0.4)
+    report = _json("compare", seeds, single, "--by", "joshi")
+    assert report["overall"]["run_level"] == {"available": False, "reason": "1 run: no run-level test"}
+    assert report["overall"]["wins"] > 0  # the seeds-fixed tests still apply
+    printed = _text("compare", seeds, single)
+    assert (
+        "run level (runs as the unit): 1 run: no run-level test; only the seeds-fixed tests apply" in printed
+    )
+    markdown = _invoke("compare", seeds, single, "--by", "group", "--format", "md")
+    assert "| 1 run: no run-level test |" in markdown
+
+
+def test_run_level_comparison_of_seeds(tmp_path):
+    """Three seeds against three: the run-level Δ is the seeds-fixed Δ, with an interval that includes the
+    spread between runs (Welch's t-test on the runs' means as the cross-check)."""
+    for seed in (1, 2, 3):
+        write_run(tmp_path / "xpe", f"xpe-s{seed}", method="xpe", seed=seed, accuracy=0.8)
+        write_run(tmp_path / "spt", f"spt-s{seed}", method="spt", seed=seed, accuracy=0.5)
+    report = _json("compare", tmp_path / "xpe", tmp_path / "spt", "--by", "group")
+    overall = report["overall"]
+    run_level = overall["run_level"]
+    assert run_level["available"] and run_level["verdict"] == "better" and not run_level["paired_seeds"]
+    assert run_level["difference"]["value"] == pytest.approx(overall["difference"]["value"])
+    means_a, means_b = run_level["run_means_a"], run_level["run_means_b"]
+    welch = stats.ttest_ind(means_a, means_b, equal_var=False)
+    assert run_level["t_test_p"] == pytest.approx(welch.pvalue)
+    assert run_level["df"] > 1 and 2 <= run_level["seeds_needed"] <= 3  # a 30-point gap needs few runs
+    assert run_level["difference"]["low"] < overall["difference"]["low"]  # wider than seeds fixed
+    assert set(run_level["variance_components"]) == {"seeds_a", "seeds_b", "languages"}
+    assert all(row["run_level"]["available"] for row in report["rows"])
+    paired = _json("compare", tmp_path / "xpe", tmp_path / "spt", "--paired-seeds")
+    assert paired["paired_seeds"] and paired["overall"]["run_level"]["paired_seeds"]
+    printed = _text("compare", tmp_path / "xpe", tmp_path / "spt", "--paired-seeds")
+    assert "run level (runs as the unit, seeds paired):" in printed and "paired t-test" in printed
+    write_run(tmp_path / "dual", "dual-s1", method="dual", seed=1)
+    write_run(tmp_path / "dual", "dual-s4", method="dual", seed=4)
+    refused = _text("compare", tmp_path / "dual", tmp_path / "spt", "--paired-seeds", code=2)
+    assert "--paired-seeds needs the same seeds in both systems; dual has 1, 4 and spt has 1, 2, 3" in refused
+
+
 def test_compact_files_compare_like_run_directories(tmp_path):
     a = write_run(tmp_path, "a", method="xpe", accuracy=0.7)
     b = write_run(tmp_path, "b", method="spt", accuracy=0.5)
@@ -275,17 +323,26 @@ def test_leaderboard_is_complete_and_regenerates_bit_for_bit(tmp_path, three_sys
     rows = [line for line in joshi5.splitlines() if line[:4] in {"| 1 ", "| 2 ", "| 3 "}]
     assert [row.split(" | ")[1] for row in rows] == ["xpe", "dual", "spt"]
     assert "| 2/0/0 |" in rows[0] and "| reference |" in rows[2] and "| 42 |" in rows[0]
-    # Δ vs the reference is the difference of the two mean accuracies (up to rounding), its interval above 0
+    # Δ vs the reference is the difference of the two mean accuracies (up to rounding); seeds fixed, its
+    # interval lies above 0; at run level, with 2 languages whose differences are 13 points apart, it does not
     cells = {row.split(" | ")[1]: row.split(" | ") for row in rows}
-    delta = cells["xpe"][7]
-    assert delta.startswith("+") and float(delta.split()[0]) == pytest.approx(
+    run_level, seeds_fixed = cells["xpe"][7], cells["xpe"][11]
+    assert run_level.split()[0] == seeds_fixed.split()[0]
+    assert seeds_fixed.startswith("+") and float(seeds_fixed.split()[0]) == pytest.approx(
         float(cells["xpe"][2].split()[0]) - float(cells["spt"][2].split()[0]), abs=0.11
     )
-    assert float(delta.split("[")[1].split(",")[0]) > 0
-    # Wilcoxon over the 13 compared languages, all in xpe's favour: exact two-sided p = 2 / 2**13
+    assert float(seeds_fixed.split("[")[1].split(",")[0]) > 0
+    assert float(run_level.split("[")[1].split(",")[0]) < 0 and cells["xpe"][9] == "no difference shown"
+    # dual has one run: no run-level test, the seeds-fixed columns stay
+    assert cells["dual"][7:11] == [cells["dual"][11].split()[0], "–", "1 run: no run-level test", "–"]
+    # over all 13 languages the run-level verdict is clear, and 2 to 4 seeds would have sufficed
     everything = markdown.split("## all —")[1]
-    xpe_all = next(line for line in everything.splitlines() if line.startswith("| 1 | xpe"))
-    assert xpe_all.split(" | ")[8] == f"{2 / 2**13:.2g}"
+    xpe_all = next(line for line in everything.splitlines() if line.startswith("| 1 | xpe")).split(" | ")
+    assert xpe_all[9] == "better" and float(xpe_all[8]) < 0.001 and 2 <= int(xpe_all[10]) <= 4
+    # Wilcoxon over the 13 compared languages, all in xpe's favour: exact two-sided p = 2 / 2**13
+    assert xpe_all[12] == f"{2 / 2**13:.2g}"
+    assert "| run level | against spt, runs as the unit: hierarchical bootstrap" in markdown
+    assert "| seeds fixed | against spt: Δ interval as the accuracy intervals; W/T/L" in markdown
 
 
 def test_leaderboard_by_joshi_only_without_reference(tmp_path, three_systems):
@@ -293,7 +350,8 @@ def test_leaderboard_by_joshi_only_without_reference(tmp_path, three_systems):
     _invoke("leaderboard", *three_systems, "--by", "joshi", "--out", out)
     markdown = out.read_text(encoding="utf-8")
     assert "## unclassified" in markdown and "## low-performing" not in markdown
-    assert "no reference given" in markdown and "| W/T/L |" in markdown
+    assert "| verdicts | no reference given (--reference) |" in markdown
+    assert "| Δ, run level [95% CI] |" in markdown and "| seeds fixed: W/T/L |" in markdown
 
 
 def test_leaderboard_named_groups_are_chosen_and_checked(tmp_path, three_systems):
@@ -321,3 +379,95 @@ def test_leaderboard_says_when_the_task_has_no_language_in_a_class(tmp_path):
     joshi4 = markdown.split("## joshi-4")[1].split("## ")[0]
     assert "The task has no language in this class." in joshi4 and "| 1 |" not in joshi4
     assert "Compared on 10 of 10 languages." in markdown.split("## local")[1]
+
+
+def _published_csv(path: Path, languages: tuple[str, ...]) -> Path:
+    rows = [f"{code},{30 + i},{40 + 2 * i}" for i, code in enumerate(languages)]
+    path.write_text(
+        "# Paper X, Table 7.\n# Averages are over families.\ncode,gpt35,gpt4\n" + "\n".join(rows) + "\n"
+    )
+    return path
+
+
+def test_leaderboard_sets_replays_beside_the_published_table(tmp_path, registry):
+    from xpe_bench.comparison import load_run
+    from xpe_bench.metrics import accuracy
+    from xpe_bench.published import family_mean
+
+    replay = {"source": "gpt-4", "predictions_dir": ""}
+    runs = [
+        write_run(tmp_path / "runs", "spt-s1", accuracy=0.6),
+        write_run(
+            tmp_path / "runs", "strict", method="replay-gpt-4", options={**replay, "scoring": "strict"}
+        ),
+        write_run(
+            tmp_path / "runs",
+            "fractional",
+            method="replay-gpt-4",
+            options={**replay, "scoring": "fractional"},
+        ),
+    ]
+    # a tie in the fractional run: item 0 of English shares its answer between its gold label and another
+    english = runs[2] / "predictions" / "eng_Latn.jsonl"
+    lines = english.read_text().splitlines()
+    first = json.loads(lines[0])
+    lines[0] = json.dumps({**first, "pred": first["gold"], "tied": [first["gold"], first["gold"] + 1]})
+    english.write_text("\n".join(lines) + "\n")
+    published = _published_csv(tmp_path / "paper.csv", SHOWCASE[:-1])  # kir_Cyrl is not in the paper
+    out = tmp_path / "board.md"
+    _invoke("leaderboard", tmp_path / "runs", "--reference", "spt", "--published", published, "--out", out)
+    markdown = out.read_text(encoding="utf-8")
+    assert f"--published {published}" in markdown  # the header's command regenerates the section
+    section = markdown.split("## Replays against the published table (paper.csv)")[1]
+    assert "> Paper X, Table 7.\n> Averages are over families." in section
+    assert "### gpt35" not in section  # no system replays it
+    table = section.split("### gpt4")[1]
+    header = next(line for line in table.splitlines() if line.startswith("| group"))
+    assert header.strip("| ").split(" | ")[2:] == [
+        "published gpt4",
+        'replay-gpt-4 (scoring="fractional")',
+        'replay-gpt-4 (scoring="strict")',
+    ]
+    cells = {
+        line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines() if line.startswith("| ")
+    }
+
+    gpt4 = {code: (40 + 2 * i) / 100 for i, code in enumerate(SHOWCASE[:-1])}
+    per_language = {
+        name: {lang: accuracy(i.gold, i.pred, i.tied) for lang, i in load_run(run).predictions.items()}
+        for name, run in (("fractional", runs[2]), ("strict", runs[1]))
+    }
+    assert per_language["fractional"]["eng_Latn"] * ITEMS % 1 == 0.5  # the tie earned half an item
+
+    def cell(values: dict[str, float], codes: list[str]) -> str:
+        return f"{100 * np.mean([values[c] for c in codes]):.1f}"
+
+    joshi5 = ["eng_Latn", "zho_Hans"]
+    assert cells["joshi-5"][1:3] == ["2", cell(gpt4, joshi5)]
+    assert cells["joshi-5"][3].startswith(cell(per_language["fractional"], joshi5) + " (")
+    assert cells["all"][1:3] == ["13", cell(gpt4, list(gpt4))]
+    families = {code: registry.tasks["sib200"].languages[code].family for code in gpt4}
+    family_row = cells[f"all, mean over {family_mean(gpt4, families)[1]} language families"]
+    assert family_row[2] == f"{100 * family_mean(gpt4, families)[0]:.1f}"
+    strict = {code: per_language["strict"][code] for code in gpt4}
+    assert family_row[4].startswith(f"{100 * family_mean(strict, families)[0]:.1f} (")
+
+    low = markdown.split("## low-performing")[1].split("\n## ")[0]
+    assert (
+        "Note: this group is defined by XLM-R (accuracy below 60% under full fine-tuning of XLM-R-large"
+        in low
+    )
+    assert "not by this board's backbone (me5-small)" in low
+    unseen = markdown.split("## unseen")[1].split("\n## ")[0]
+    assert "defined by XLM-R (membership in CC100, XLM-R's pretraining data)" in unseen
+    assert "defined by XLM-R" not in markdown.split("## joshi-5")[1].split("\n## ")[0]
+
+    refused = _text("compare", runs[2], runs[1], "--test", "mcnemar", code=2)
+    assert "--test mcnemar needs right/wrong items" in refused and "use --test permutation" in refused
+
+    other = _published_csv(tmp_path / "other.csv", SHOWCASE).read_text().replace("gpt35,gpt4", "bert,t5")
+    (tmp_path / "other.csv").write_text(other)
+    printed = _text(
+        "leaderboard", tmp_path / "runs", "--published", tmp_path / "other.csv", "--out", out, code=2
+    )
+    assert "no system replays any of its columns (bert, t5)" in printed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from xpe_bench.comparison import load_run
 from xpe_bench.convergence import Summary, assess
 from xpe_bench.leaderboard import write_leaderboard
 from xpe_bench.runner import Runner, RunRequest
+from xpe_bench.store import MANIFEST_SCHEMA, config_key
 
 cli_runner = CliRunner()
 RESULTS = Path(__file__).resolve().parents[1] / "leaderboards" / "results"
@@ -181,8 +181,10 @@ def write_run(root: Path, method: str, seed: int, fit: dict[str, Any] | None) ->
     run = root / f"{method}-s{seed}"
     (run / "predictions").mkdir(parents=True)
     manifest = {
+        "schema": MANIFEST_SCHEMA,
         "status": "complete",
-        "key": hashlib.sha256(run.name.encode()).hexdigest(),
+        "identity": {"name": run.name},
+        "key": config_key({"name": run.name}),
         "task": {"name": "sib200", "version": 1, "labels": LABELS},
         "method": {"name": method, "options": {}},
         "backbone": {"name": "me5-small", "weights_sha256": "b" * 64},
@@ -194,7 +196,14 @@ def write_run(root: Path, method: str, seed: int, fit: dict[str, Any] | None) ->
     (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     for lang in ("eng_Latn", "yor_Latn"):
         rows = [
-            json.dumps({"id": str(i), "gold": i % 7, "pred": i % 7 if i % 3 != seed % 3 else (i + 1) % 7})
+            json.dumps(
+                {
+                    "id": str(i),
+                    "gold": i % 7,
+                    "pred": i % 7 if i % 3 != seed % 3 else (i + 1) % 7,
+                    "scores": [],
+                }
+            )
             for i in range(14)
         ]
         (run / "predictions" / f"{lang}.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")

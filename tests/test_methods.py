@@ -12,6 +12,7 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 from xpe_bench import features
 from xpe_bench.backbones import load_backbone
 from xpe_bench.budgets import load_budget
+from xpe_bench.errors import UserInputError
 from xpe_bench.runner import Runner, RunRequest
 from xpe_bench_plugins.prompt_tuning import split_tokens
 
@@ -142,3 +143,18 @@ def test_fast_mode_holds_the_frozen_backbone_in_bf16_and_trains_in_fp32(registry
         ]
     )
     assert agree >= 0.75  # same seed, same examples: bf16 storage changes rounding, not the model
+
+
+def test_option_rules_must_fit_the_options_they_name():
+    from xpe_bench.methods import Choice, MethodSpec, Range
+
+    with pytest.raises(ValueError, match=r"rules for options it does not have: \['size'\]"):
+        MethodSpec("m", "", lambda options: None, {"k": 1}, rules={"size": Range(1)})
+    with pytest.raises(ValueError, match=r"defaults break their own rules: \['k'\]"):
+        MethodSpec("m", "", lambda options: None, {"k": "x"}, rules={"k": Choice(("a", "b"))})
+    spec = MethodSpec("m", "", lambda options: None, {"k": 0.5}, rules={"k": Range(0.0, 1.0, high_open=True)})
+    assert spec.resolve_options({"k": "0"}) == {"k": 0.0}
+    assert spec.describe()["valid"] == {"k": "in [0.0, 1.0)"}
+    for bad in ("1", "-0.1", "nan", "inf"):
+        with pytest.raises(UserInputError, match=r"option m\.k: .*valid: in \[0\.0, 1\.0\)"):
+            spec.resolve_options({"k": bad})

@@ -34,6 +34,20 @@ def test_plugin_that_fails_to_import_is_reported_not_fatal(tmp_path, monkeypatch
     assert "spt" in registry.methods and "sib200" in registry.tasks
 
 
+def test_plugin_table_keeps_brackets_of_an_error(tmp_path, monkeypatch):
+    """Error texts are shown as they are, never read as rich markup (which would drop ``[gpu]``)."""
+    from typer.testing import CliRunner
+
+    from xpe_bench.cli import app
+
+    (tmp_path / "xpe_bench_needs_extra.py").write_text('raise ImportError("pip install xpe-extra[gpu]")\n')
+    _fake_distribution(tmp_path, "needs-extra", "[xpe_bench]\nneeds_extra = xpe_bench_needs_extra\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "pip install xpe-extra[gpu]" in result.output
+
+
 def test_builtins_register_through_entry_points():
     registry = load_registry()
     names = {p.name for p in registry.plugins if p.status == "loaded"}
@@ -104,6 +118,9 @@ def test_example_plugin_installs_and_runs_through_the_cli(installed_example, cac
     assert manifest["fit"]["train_examples"] == 16
     assert (run_dir / "state.safetensors").exists()
     assert sorted(p.name for p in (run_dir / "predictions").iterdir()) == ["eng_Latn.jsonl", "swh_Latn.jsonl"]
+
+    bad = _cli(["run", "--method", "centroid", "-o", "batch_size=0"], installed_example, cache_dir)
+    assert bad.returncode == 2 and "option centroid.batch_size: '0'; valid: >= 1" in bad.stderr, bad.stderr
 
 
 def test_disable_env_skips_the_example(installed_example, cache_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import datasets
@@ -10,11 +11,13 @@ import numpy as np
 import pytest
 
 from xpe_bench.budgets import load_budget
+from xpe_bench.compact import read_compact
 from xpe_bench.errors import UserInputError
-from xpe_bench.metrics import abstained
+from xpe_bench.metrics import abstained, tied_labels
 from xpe_bench.runner import Runner, RunRequest
+from xpe_bench.store import config_key
 from xpe_bench.tasks import TaskData
-from xpe_bench_plugins.replay import map_answer, read_replay_file
+from xpe_bench_plugins.replay import map_answer, read_replay_file, scored_labels
 
 LABELS = ("science/technology", "travel", "politics", "sports", "health", "entertainment", "geography")
 SCI, TRAVEL, POLITICS, SPORTS, HEALTH, ENTERTAINMENT = range(6)
@@ -136,7 +139,7 @@ def test_replay_registers_its_presets_through_the_entry_point(registry):
     for name, source in (("replay", "gpt-4"), ("replay-gpt-4", "gpt-4"), ("replay-gpt-3.5", "gpt-3.5")):
         spec = registry.methods[name]
         assert not spec.trains
-        assert spec.defaults == {"source": source, "predictions_dir": ""}
+        assert spec.defaults == {"source": source, "predictions_dir": "", "scoring": "strict"}
     replay = registry.methods["replay"].create({})
     assert replay.fit(None) == {"trained": False}
     assert replay.parameter_report().to_dict()["total"] == 0
@@ -209,7 +212,7 @@ def test_mismatched_predictions_are_rejected(registry, sib200, tmp_path):
 def test_setup_rejects_what_it_cannot_replay(registry, sib200, tmp_path):
     with pytest.raises(UserInputError, match="predictions_dir"):
         _replay(registry, registry.tasks["nusax-senti"])
-    with pytest.raises(UserInputError, match="option source"):
+    with pytest.raises(UserInputError, match=r"option replay\.source"):
         _replay(registry, sib200, source="gpt-5")
     with pytest.raises(UserInputError, match="does not exist"):
         _replay(registry, sib200, predictions_dir=str(tmp_path / "missing"))
@@ -234,3 +237,101 @@ def test_runner_stores_unmappable_answers_as_wrong(registry, tmp_path, sib200):
     assert any(label is None for label in expected)
     correct = sum(label == row["gold"] for label, row in zip(expected, rows, strict=True))
     assert outcome.metrics["eng_Latn"]["accuracy"] == pytest.approx(correct / len(rows))
+
+
+# scoring rules for answers naming several categories ------------------------------------------------------
+GEOGRAPHY = 6
+SCORED = [
+    # answer, strict, first, fractional
+    ('This news is related to "Travel".', (TRAVEL,), (TRAVEL,), (TRAVEL,)),
+    ('It can be categorized under "Travel" and "Geography".', (), (TRAVEL,), (TRAVEL, GEOGRAPHY)),
+    ("geography or travel", (), (GEOGRAPHY,), (GEOGRAPHY, TRAVEL)),  # in the order they are named
+    ("HEALTH, health and again Health, or maybe politics", (), (HEALTH,), (HEALTH, POLITICS)),
+    ("This appears to be about education.", (), (), ()),
+    ("", (), (), ()),
+    # a category word inside another word names nothing
+    ("Travelers praised the sportsmanship; a geographically healthy politician.", (), (), ()),
+    ("SPORTS", (SPORTS,), (SPORTS,), (SPORTS,)),
+    # the echoed category list is dropped under every rule; a verdict beside it counts
+    (
+        "It fits none of science/technology, travel, politics, sports, health, or geography. Maybe "
+        "entertainment.",
+        (ENTERTAINMENT,),
+        (ENTERTAINMENT,),
+        (ENTERTAINMENT,),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("answer", "strict", "first", "fractional"), SCORED, ids=[a[:30] for a, *_ in SCORED]
+)
+def test_scoring_rules_on_hand_made_answers(answer, strict, first, fractional):
+    for scoring, expected in (("strict", strict), ("first", first), ("fractional", fractional)):
+        assert scored_labels(answer, LABELS, scoring) == expected, scoring
+    assert map_answer(answer, LABELS) == (strict[0] if strict else None)
+
+
+def test_each_rule_scores_the_predictions_it_names(registry, sib200, tmp_path):
+    _write_predictions(
+        tmp_path,
+        [
+            ("1", "travel", "A trip.", '"Travel" and "Geography"'),
+            ("2", "sports", "A match.", "Sports"),
+            ("3", "health", "Flu.", "I cannot tell."),
+        ],
+    )
+    data = _dataset(["1", "2", "3"], ["A trip.", "A match.", "Flu."])
+    rows = {}
+    for scoring in ("strict", "first", "fractional"):
+        replay = _replay(registry, sib200, predictions_dir=str(tmp_path), scoring=scoring)
+        rows[scoring] = replay.predict(data, BUDGET)
+        assert replay.unmappable == {"eng_Latn": 2 if scoring == "strict" else 1}
+    assert abstained(rows["strict"]).tolist() == [True, False, True]
+    assert rows["first"][0].argmax() == TRAVEL and abstained(rows["first"]).tolist() == [False, False, True]
+    fractional = rows["fractional"][0]
+    assert fractional[TRAVEL] == fractional[GEOGRAPHY] == fractional.max()
+    assert tied_labels(rows["fractional"]) == {0: (TRAVEL, GEOGRAPHY)}
+    with pytest.raises(UserInputError, match=r"option replay\.scoring: 'any'; valid: one of strict, first"):
+        _replay(registry, sib200, predictions_dir=str(tmp_path), scoring="any")
+
+
+def test_default_scoring_keeps_the_identity_of_stored_replay_runs(registry):
+    """Runs stored before ``scoring`` existed were scored strictly: a default run must get their keys."""
+    committed = Path(__file__).resolve().parents[1] / "leaderboards" / "results" / "sib200-me5-small-joshi5"
+    for method, key in (("replay-gpt-4", "b84abdc2fd42"), ("replay-gpt-3.5", "79b81be01442")):
+        spec = registry.methods[method]
+        (path,) = committed.glob(f"sib200-{method}-*-{key}.json.gz")
+        manifest = read_compact(path)["manifest"]
+        default = spec.identity_options(spec.resolve_options({}))
+        assert "scoring" not in default and manifest["identity"]["method"]["options"] == default
+        assert config_key(manifest["identity"]) == manifest["key"] and manifest["key"].startswith(key)
+        assert manifest["method"]["options"]["scoring"] == "strict"  # the manifest names the rule
+        first = spec.identity_options(spec.resolve_options({"scoring": "first"}))
+        assert first == {**default, "scoring": "first"}  # other rules are new identities
+
+
+def test_a_run_stored_before_scoring_existed_is_reused_and_named(registry, tmp_path):
+    request = RunRequest(
+        task="sib200",
+        method="replay-gpt-4",
+        budget=BUDGET,
+        seed=0,
+        runs_dir=tmp_path,
+        backbone="tiny-random",
+        sources="eng_Latn",
+        targets="eng_Latn",
+    )
+    (outcome,) = Runner(registry).execute(request)
+    manifest = outcome.store.read_manifest()
+    assert manifest["method"]["options"]["scoring"] == "strict"
+    assert "scoring" not in manifest["identity"]["method"]["options"]
+    del manifest["method"]["options"]["scoring"]  # as a run stored before the option was added
+    outcome.store.write_manifest(manifest)
+    explicit = dataclasses.replace(request, options={"scoring": "strict"})
+    (again,) = Runner(registry).execute(explicit)
+    assert again.store.path == outcome.store.path and again.reused_languages == ["eng_Latn"]
+    assert again.store.read_manifest()["method"]["options"]["scoring"] == "strict"
+    (first,) = Runner(registry).execute(dataclasses.replace(request, options={"scoring": "first"}))
+    assert first.store.path != outcome.store.path
+    assert first.metrics["eng_Latn"]["accuracy"] >= outcome.metrics["eng_Latn"]["accuracy"]

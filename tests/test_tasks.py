@@ -68,6 +68,20 @@ def test_unknown_label_names_file_and_line(sib200, data_root, tmp_path):
         TaskData(sib200, root).load("eng_Latn", "test")
 
 
+def test_bytes_that_are_not_utf8_name_file_line_and_offset(sib200, data_root, tmp_path):
+    """Offsets count the byte-order mark too, so they match what a hex editor shows."""
+    root = _copy_lang(data_root, tmp_path)
+    path = root / "sib200/eng_Latn/test.tsv"
+    raw = b"\xef\xbb\xbf" + path.read_bytes()
+    offset = raw.index(b"\n", raw.index(b"\n", raw.index(b"\n") + 1) + 1) + 3  # on the 4th line
+    path.write_bytes(raw[:offset] + b"\xff" + raw[offset + 1 :])
+    pattern = rf"test\.tsv:4: not valid UTF-8 \(byte 0xff at offset {offset}\)"
+    with pytest.raises(UserInputError, match=pattern):
+        TaskData(sib200, root).load("eng_Latn", "test")
+    path.write_bytes(raw)  # with a byte-order mark and nothing else wrong, it loads
+    assert len(TaskData(sib200, root).load("eng_Latn", "test")) > 0
+
+
 def test_empty_split(sib200, data_root, tmp_path):
     root = _copy_lang(data_root, tmp_path)
     path = root / "sib200/eng_Latn/train.tsv"

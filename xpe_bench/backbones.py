@@ -20,9 +20,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import huggingface_hub
 import torch
 from filelock import FileLock
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    HFValidationError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
 from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import BPE
 from transformers import (
@@ -267,9 +274,10 @@ def load_backbone(
         registered = ", ".join(sorted(specs)) or "none"
         failure = (
             f"backbone {name!r} is not a registered name (registered: {registered}) nor an existing "
-            "folder, and as a Hugging Face hub id it could not be loaded (hub unreachable or unknown id):"
+            "folder, and as a Hugging Face hub id"
         )
-        model, tokenizer = _load(name, random_init, failure=failure)
+        location = _hub_location(name, failure)
+        model, tokenizer = _load(location, random_init, failure=f"{failure} it could not be loaded:")
         text_prefix, pooling, source = "", "mean", f"hub:{name}"
         folder = _hub_snapshot_folder(name)
     if random_init:
@@ -340,14 +348,12 @@ def architecture_only(name: str, specs: Mapping[str, BackboneSpec], cache_dir: P
         config = AutoConfig.for_model(known.pop("model_type"), **_XLMR_COMMON, **known)
         text_prefix, pooling = "", "mean"
     else:
+        known_names = ", ".join([*sorted(specs), *KNOWN_ARCHITECTURES])
+        failure = f"backbone {name!r}: no config available offline (known: {known_names}), and as a hub id"
         try:
-            config = AutoConfig.from_pretrained(name)
+            config = AutoConfig.from_pretrained(_hub_location(name, failure))
         except (OSError, ValueError) as err:
-            known_names = ", ".join([*sorted(specs), *KNOWN_ARCHITECTURES])
-            raise UserInputError(
-                f"backbone {name!r}: no config available offline (known: {known_names}) and the hub "
-                f"could not be asked: {err}"
-            ) from err
+            raise UserInputError(f"{failure} the hub could not be asked: {err}") from err
         text_prefix, pooling = "", "mean"
     with torch.device("meta"):
         model = AutoModel.from_config(config, **_model_kwargs(config))
@@ -427,6 +433,38 @@ def _quiet_loading_report() -> Iterator[None]:
         yield
     finally:
         modeling_logger.removeFilter(drop)
+
+
+HUB_PROBE_SECONDS = 10.0
+
+
+def _hub_location(repo_id: str, failure: str) -> str:
+    """What to load a hub id from, decided by one quick question to the hub.
+
+    transformers retries an unreachable hub five times (about 30 s) before it gives up, even for an id the
+    hub has never had. One request with a short timeout answers first: an id the hub does not know fails
+    at once; an unreachable hub (or ``HF_HUB_OFFLINE``) leaves the local hub cache's copy, if there is one,
+    and fails at once otherwise. Any other answer (the hub knows the id, or replied with an error of its
+    own) leaves the download to transformers as before. ``failure`` begins the message of an error.
+    """
+    try:
+        huggingface_hub.utils.validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise UserInputError(f"{failure} it is not valid either: {err}") from err
+    try:
+        huggingface_hub.model_info(repo_id, timeout=HUB_PROBE_SECONDS)
+    except RepositoryNotFoundError as err:
+        raise UserInputError(f"{failure} the hub has no (public) model of that name") from err
+    except (httpx2.TransportError, OfflineModeIsEnabled) as err:
+        cached = huggingface_hub.try_to_load_from_cache(repo_id, "config.json")
+        if isinstance(cached, str):
+            return str(Path(cached).parent)
+        raise UserInputError(
+            f"{failure} it is not in the local hub cache, and the hub cannot be reached ({err})"
+        ) from err
+    except HfHubHTTPError:
+        pass  # e.g. rate limits or a server error: transformers' own retries may still succeed
+    return repo_id
 
 
 def _hub_snapshot_folder(repo_id: str) -> Path | None:

@@ -17,7 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tomllib
+import types
+import typing
 import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -29,11 +32,10 @@ import numpy as np
 
 from xpe_bench.errors import UserInputError
 
-OPTIMIZERS = ("adafactor", "adamw")
-SCHEDULES = ("cosine_with_restarts", "linear", "constant")
-PRECISIONS = ("fp32", "bf16")
-DROPOUT_KERNELS = ("torch", "lean")
 ROLES = ("prompt", "prompt_encoder", "head", "backbone")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A budget file's ``name``: it becomes part of run directory names, so no path separators or ``..``; no
+``+`` either, which marks the overrides appended to a name (``quick+max_steps=7``)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,13 @@ class Budget:
     these values, so the budgets of earlier results keep their fingerprints."""
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = _type_problems(self)
+        if problems:  # the value checks below assume the right types
+            raise UserInputError(f"budget {self.name!r}: " + "; ".join(problems))
+        if self.version < 1:
+            problems.append("version must be >= 1")
+        if self.data_seed < 0:
+            problems.append("data_seed must be >= 0")
         if (self.max_steps is None) == (self.epochs is None):
             problems.append("exactly one of max_steps and epochs must be set")
         if self.max_steps is not None and self.max_steps < 1:
@@ -100,19 +108,24 @@ class Budget:
             problems.append("batch sizes must be >= 1")
         if self.max_length < 8:
             problems.append("max_length must be >= 8")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer must be one of {OPTIMIZERS}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule must be one of {SCHEDULES}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {PRECISIONS}")
-        if self.frozen_backbone_dtype not in PRECISIONS:
-            problems.append(f"frozen_backbone_dtype must be one of {PRECISIONS}")
-        if self.dropout_kernel not in DROPOUT_KERNELS:
-            problems.append(f"dropout_kernel must be one of {DROPOUT_KERNELS}")
+        if self.eval_every is not None and self.eval_every < 1:
+            problems.append("eval_every must be >= 1 or unset (once per epoch)")
+        if self.schedule_cycles < 1:
+            problems.append("schedule_cycles must be >= 1")
+        if self.weight_decay < 0:
+            problems.append("weight_decay must be >= 0")
+        if self.grad_clip < 0:
+            problems.append("grad_clip must be >= 0 (0 = no clipping)")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            problems.append("early_stopping_patience must be >= 1 or unset (no early stopping)")
+        if not 0 <= self.early_stopping_after <= 1:
+            problems.append("early_stopping_after must be in [0, 1]")
         unknown = set(self.learning_rates) - set(ROLES)
         if unknown:
             problems.append(f"learning_rates has unknown roles {sorted(unknown)}; roles: {ROLES}")
+        negative = sorted(role for role, rate in self.learning_rates.items() if rate < 0)
+        if negative:  # 0 is allowed: it keeps a role at its initial (or source-stage) values
+            problems.append(f"learning_rates must be >= 0, not for {negative}")
         if not 0 <= self.warmup_ratio < 1:
             problems.append("warmup_ratio must be in [0, 1)")
         if problems:
@@ -159,6 +172,55 @@ class Budget:
         return replace(self, name=f"{self.name}+{suffix}", **given)
 
 
+def _type_problems(budget: Budget) -> list[str]:
+    """Every field whose value does not fit its annotation (a TOML file can hold any type anywhere).
+
+    Literal fields are checked here too: their annotation is the list of valid values."""
+    hints = typing.get_type_hints(Budget)
+    problems = []
+    for f in fields(Budget):
+        value, hint = getattr(budget, f.name), hints[f.name]
+        if not _fits(value, hint):
+            problems.append(f"{f.name} must be {_expected(hint)}, not {value!r} ({type(value).__name__})")
+    return problems
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(value, arm) for arm in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return isinstance(value, str) and value in typing.get_args(hint)
+    if origin is Mapping:
+        key_type, value_type = typing.get_args(hint)
+        return isinstance(value, Mapping) and all(
+            _fits(k, key_type) and _fits(v, value_type) for k, v in value.items()
+        )
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:  # bool is an int subclass in Python, never an integer here
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:  # TOML writes whole numbers as integers: 3 is a valid float
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, hint)
+
+
+def _expected(hint: Any) -> str:
+    """A reader's description of ``hint``: 'an integer or unset', 'a table of role -> number'."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        arms = [_expected(arm) for arm in typing.get_args(hint) if arm is not type(None)]
+        return " or ".join(arms) + " or unset"
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    if origin is Mapping:
+        return "a table of role -> number, e.g. { head = 1e-3 }"
+    names = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+    return names.get(hint, str(hint))
+
+
 def _from_mapping(raw: Mapping[str, Any], origin: str) -> Budget:
     known = {f.name for f in fields(Budget)}
     unknown = set(raw) - known
@@ -166,7 +228,16 @@ def _from_mapping(raw: Mapping[str, Any], origin: str) -> Budget:
         raise UserInputError(f"{origin}: unknown budget fields {sorted(unknown)}; valid: {sorted(known)}")
     if "name" not in raw or "version" not in raw:
         raise UserInputError(f"{origin}: a budget needs a name and a version")
-    return Budget(**raw)
+    name = raw["name"]
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise UserInputError(
+            f"{origin}: budget name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (it is part of run directory names)"
+        )
+    try:
+        return Budget(**raw)
+    except UserInputError as exc:
+        raise UserInputError(f"{origin}: {exc}") from exc
 
 
 def preset_names() -> list[str]:

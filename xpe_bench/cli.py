@@ -6,16 +6,19 @@ exit code 2; finished results are never touched by such an error.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from xpe_bench import __version__
 from xpe_bench.errors import UserInputError
@@ -41,15 +44,33 @@ class OutputFormat(StrEnum):
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table for people, json for scripts")]
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""A full disk or an exhausted quota: the user's to fix, and a rerun resumes."""
+
+
+def _error(message: str) -> None:
+    """One line on stderr (soft wrap: the terminal may fold it, rich never breaks it)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def user_errors(func: F) -> F:
-    """Turn :class:`UserInputError` into a message and exit code 2."""
+    """Turn :class:`UserInputError` (and a full disk) into a one-line message and exit code 2."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except UserInputError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            _error(str(exc))
+            raise typer.Exit(2) from exc
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            where = f" writing {exc.filename}" if exc.filename else ""
+            _error(
+                f"{os.strerror(exc.errno)}{where}; nothing finished was lost (every file is written whole "
+                "or not at all): free some space and rerun the same command to resume"
+            )
             raise typer.Exit(2) from exc
 
     return wrapper  # type: ignore[return-value]
@@ -61,6 +82,10 @@ def _registry() -> Any:
     return load_registry()
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed numpy's and torch's generators all accept (they share the range 0 .. 2**32 - 1)."""
+
+
 def _parse_seeds(value: str) -> list[int]:
     try:
         seeds = [int(part) for part in value.split(",") if part.strip()]
@@ -68,6 +93,9 @@ def _parse_seeds(value: str) -> list[int]:
         raise UserInputError(f"--seed: {value!r} is not an integer or a comma list of integers") from exc
     if not seeds:
         raise UserInputError("--seed: give at least one seed")
+    outside = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
+    if outside:
+        raise UserInputError(f"--seed: {outside[0]} is out of range; valid: 0 to {MAX_SEED}")
     return list(dict.fromkeys(seeds))
 
 
@@ -79,6 +107,28 @@ def _parse_options(values: list[str]) -> dict[str, str]:
             raise UserInputError(f"--option: {item!r} must look like key=value")
         options[key.strip()] = val.strip()
     return options
+
+
+@contextlib.contextmanager
+def _run_outcomes(runs_dir: Path) -> Iterator[None]:
+    """How a run ends when it does not finish: one line each, with an exit code a script can act on."""
+    from xpe_bench.errors import RunFailed
+    from xpe_bench.store import RunLocked
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: finished work is kept in {runs_dir}; run the same command again to resume",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    except RunLocked as exc:
+        err_console.print(f"[bold yellow]busy:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(75) from exc  # EX_TEMPFAIL: the same command can succeed later
+    except RunFailed as exc:
+        err_console.print(f"[bold red]run failed:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -134,6 +184,7 @@ def run(
 
     from xpe_bench.budgets import load_budget
     from xpe_bench.convergence import RULE, RULE_VERSION, assess
+    from xpe_bench.paths import check_writable_dir
     from xpe_bench.report import RichProgress, print_run_result
     from xpe_bench.runner import Reporters, Runner, RunRequest
 
@@ -150,51 +201,64 @@ def run(
     )
     seeds = _parse_seeds(seed)
     options = _parse_options(option or [])
-    runner = Runner(_registry(), Reporters(train=RichProgress(console), evaluate=RichProgress(console)))
-    for one_seed in seeds:
-        request = RunRequest(
-            task=task,
-            method=method,
-            budget=chosen,
-            seed=one_seed,
-            runs_dir=runs_dir,
-            backbone=backbone,
-            sources=sources,
-            targets=targets,
-            data_dir=data_dir,
-            options=options,
-            regime=regime,
-            init_from=init_from,
-            init_parts=init_parts,
-        )
-        console.rule(
-            f"{method} on {task} · {regime} · backbone {backbone} · budget {chosen.name} · seed {one_seed}"
-        )
-        outcomes = runner.execute(request)
-        metrics = {lang: m for outcome in outcomes for lang, m in outcome.metrics.items()}
-        reused = sum(outcome.reused_state for outcome in outcomes)
-        if reused:
-            console.print(f"[dim]reused the stored trained state of {reused} of {len(outcomes)} run(s)[/]")
-        reused_languages = sum(len(outcome.reused_languages) for outcome in outcomes)
-        if reused_languages:
-            console.print(f"[dim]reused stored predictions for {reused_languages} languages[/]")
-        print_run_result(console, metrics, outcomes[0].task.languages, title=f"{method} seed {one_seed}")
-        train_s = sum(o.manifest["timings"]["train_seconds"] for o in outcomes)
-        eval_s = sum(o.manifest["timings"]["eval_seconds"] for o in outcomes)
-        where = outcomes[0].store.path if len(outcomes) == 1 else f"{len(outcomes)} runs in {runs_dir}"
-        console.print(f"train {train_s:.0f} s · evaluate {eval_s:.0f} s · run directory: [bold]{where}[/]")
-        verdicts = [assess(outcome.manifest.get("fit")) for outcome in outcomes]
-        unconverged = [v for v in verdicts if v.applicable and not v.converged]
-        if unconverged:
-            why = (
-                unconverged[0].reason if len(verdicts) == 1 else f"{len(unconverged)} of {len(verdicts)} runs"
+    check_writable_dir(runs_dir, "--runs-dir")
+    runner = Runner(
+        _registry(),
+        Reporters(
+            train=RichProgress(console),
+            evaluate=RichProgress(console),
+            note=lambda message: console.print(f"[dim]{escape(message)}[/]", highlight=False),
+        ),
+    )
+    with _run_outcomes(runs_dir):
+        for one_seed in seeds:
+            request = RunRequest(
+                task=task,
+                method=method,
+                budget=chosen,
+                seed=one_seed,
+                runs_dir=runs_dir,
+                backbone=backbone,
+                sources=sources,
+                targets=targets,
+                data_dir=data_dir,
+                options=options,
+                regime=regime,
+                init_from=init_from,
+                init_parts=init_parts,
             )
+            console.rule(
+                f"{method} on {task} · {regime} · backbone {backbone} · budget {chosen.name} "
+                f"· seed {one_seed}"
+            )
+            outcomes = runner.execute(request)
+            metrics = {lang: m for outcome in outcomes for lang, m in outcome.metrics.items()}
+            reused = sum(outcome.reused_state for outcome in outcomes)
+            if reused:
+                console.print(
+                    f"[dim]reused the stored trained state of {reused} of {len(outcomes)} run(s)[/]"
+                )
+            reused_languages = sum(len(outcome.reused_languages) for outcome in outcomes)
+            if reused_languages:
+                console.print(f"[dim]reused stored predictions for {reused_languages} languages[/]")
+            print_run_result(console, metrics, outcomes[0].task.languages, title=f"{method} seed {one_seed}")
+            train_s = sum(o.manifest["timings"]["train_seconds"] for o in outcomes)
+            eval_s = sum(o.manifest["timings"]["eval_seconds"] for o in outcomes)
+            where = outcomes[0].store.path if len(outcomes) == 1 else f"{len(outcomes)} runs in {runs_dir}"
             console.print(
-                f"[bold yellow]warning:[/] not converged by {RULE} v{RULE_VERSION} ({why}): more steps may "
-                "change these results",
-                highlight=False,
-                soft_wrap=True,
+                f"train {train_s:.0f} s · evaluate {eval_s:.0f} s · run directory: [bold]{where}[/]"
             )
+            verdicts = [assess(outcome.manifest.get("fit")) for outcome in outcomes]
+            unconverged = [v for v in verdicts if v.applicable and not v.converged]
+            if unconverged:
+                many = f"{len(unconverged)} of {len(verdicts)} runs"
+                why = unconverged[0].reason if len(verdicts) == 1 else many
+                console.print(
+                    f"[bold yellow]warning:[/] not converged by {RULE} v{RULE_VERSION} ({why}): more steps "
+                    "may change these results",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
 
 @app.command()
@@ -419,4 +483,4 @@ def main() -> None:
     app()
 
 
-from xpe_bench import cli_compare  # noqa: E402, F401  (registers the compare and leaderboard commands)
+from xpe_bench import cli_compare, cli_sweep  # noqa: E402, F401  (register compare, leaderboard, sweep)

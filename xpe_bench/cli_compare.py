@@ -20,6 +20,7 @@ from xpe_bench.cli import app, console, user_errors
 
 if TYPE_CHECKING:
     from xpe_bench.comparison import ComparisonSet, GroupComparison, Pairwise
+    from xpe_bench.run_level import RunLevelResult
 
 
 class PairedTest(StrEnum):
@@ -95,6 +96,30 @@ def _language_rows(comparison: ComparisonSet, pairwise: Pairwise) -> list[dict[s
     return rows
 
 
+def _run_level_row(result: RunLevelResult | None, missing: str) -> dict[str, Any]:
+    if result is None:
+        return {"available": False, "reason": missing}
+    components = result.components
+    return {
+        "available": True,
+        "difference": result.difference.to_dict(),
+        "standard_error": result.standard_error,
+        "df": _number(result.df),
+        "p_value": result.p_value,
+        "verdict": result.verdict(),
+        "paired_seeds": result.paired,
+        "run_means_a": list(result.run_means_a),
+        "run_means_b": list(result.run_means_b),
+        "variance_components": {
+            "seeds_a": components.seeds_a,
+            "seeds_b": components.seeds_b,
+            "languages": components.languages,
+        },
+        "t_test_p": result.t_test_p,
+        "seeds_needed": result.seeds_needed(),
+    }
+
+
 def _group_row(group: GroupComparison) -> dict[str, Any]:
     return {
         "group": group.name,
@@ -109,7 +134,24 @@ def _group_row(group: GroupComparison) -> dict[str, Any]:
             "p_value": group.wilcoxon.p_value,
             "n": group.wilcoxon.n,
         },
+        "run_level": _run_level_row(group.run_level, group.run_level_missing),
     }
+
+
+def _run_level_cells(row: dict[str, Any]) -> list[str]:
+    from xpe_bench.leaderboard import seeds_for_power, with_interval
+    from xpe_bench.statistics import Estimate
+
+    run_level = row["run_level"]
+    if not run_level["available"]:
+        return ["–", "–", run_level["reason"], "–"]
+    difference = Estimate(**run_level["difference"])
+    return [
+        with_interval(difference, signed=True),
+        f"{run_level['p_value']:.3g}",
+        run_level["verdict"],
+        seeds_for_power(run_level["seeds_needed"], difference.value),
+    ]
 
 
 def _cells(row: dict[str, Any], by: CompareBy) -> list[str]:
@@ -140,10 +182,17 @@ def _cells(row: dict[str, Any], by: CompareBy) -> list[str]:
         f"{row['compared']}/{row['size']}",
         percent(row["accuracy_a"]),
         percent(row["accuracy_b"]),
+        *_run_level_cells(row),
         estimate("difference", signed=True),
         f"{row['wins']}/{row['ties']}/{row['losses']}",
         f"{row['wilcoxon']['p_value']:.3g}",
     ]
+
+
+_GROUP_COLUMNS = [
+    *("A acc %", "B acc %", "Δ pts, run level [95% CI]", "run-level p", "verdict (run level)"),
+    *("seeds for 80% power", "seeds fixed: Δ pts [95% CI]", "seeds fixed: W/T/L", "seeds fixed: Wilcoxon p"),
+]
 
 
 _HEADERS = {
@@ -154,14 +203,8 @@ _HEADERS = {
         ],
         "llrrrrrrrrrl",
     ),
-    CompareBy.joshi: (
-        ["Joshi class", "langs", "A acc %", "B acc %", "Δ pts [95% CI]", "W/T/L", "Wilcoxon p"],
-        "lrrrrrr",
-    ),
-    CompareBy.group: (
-        ["group", "langs", "A acc %", "B acc %", "Δ pts [95% CI]", "W/T/L", "Wilcoxon p"],
-        "lrrrrrr",
-    ),
+    CompareBy.joshi: (["Joshi class", "langs", *_GROUP_COLUMNS], "lrrrrrlrrrr"),
+    CompareBy.group: (["group", "langs", *_GROUP_COLUMNS], "lrrrrrlrrrr"),
 }
 
 
@@ -185,13 +228,14 @@ def _summary(
         *(f"  {line}" for line in comparison.coverage.details()),
         f"test: {test}; {_CORRECTIONS[pairwise.correction]} correction over {len(pairwise.languages)} "
         f"languages; alpha {pairwise.alpha}; Δ = A − B with a 95% paired bootstrap CI "
-        f"({RESAMPLES:,} resamples)",
-        f"all compared languages: A {percent(overall.accuracy_a)}%, B {percent(overall.accuracy_b)}%, "
-        f"Δ {with_interval(overall.difference, signed=True)} pts (two-stage bootstrap over languages "
-        "and items); "
+        f"({RESAMPLES:,} resamples); seeds fixed",
+        f"all compared languages, seeds fixed: A {percent(overall.accuracy_a)}%, "
+        f"B {percent(overall.accuracy_b)}%, Δ {with_interval(overall.difference, signed=True)} pts "
+        "(two-stage bootstrap over languages and items); "
         f"win/tie/loss {overall.record}; Wilcoxon signed-rank p = {overall.wilcoxon.p_value:.3g} "
         f"(n = {overall.wilcoxon.n} languages with a difference)",
     ]
+    lines.append(_run_level_summary(overall))
     if mdes:
         lines.append(
             f"minimum detectable effect: median {100 * float(np.median(mdes)):.1f} pts over "
@@ -200,6 +244,25 @@ def _summary(
         )
     lines += [f"warning: {warning}" for warning in comparison.warnings]
     return lines
+
+
+def _run_level_summary(overall: GroupComparison) -> str:
+    """One line: the run-level verdict over all compared languages, its cross-check and the power analysis."""
+    from xpe_bench.leaderboard import seeds_for_power, with_interval
+    from xpe_bench.statistics import ALPHA, POWER
+
+    result = overall.run_level
+    if result is None:
+        return f"run level (runs as the unit): {overall.run_level_missing}; only the seeds-fixed tests apply"
+    pairing = "seeds paired" if result.paired else "seeds independent"
+    return (
+        f"run level (runs as the unit, {pairing}): Δ {with_interval(result.difference, signed=True)} pts, "
+        f"p = {result.p_value:.3g} (hierarchical bootstrap over runs and languages, t with "
+        f"{result.df:.1f} df): {result.verdict(ALPHA)}; "
+        f"{'paired' if result.paired else 'Welch'} t-test on the runs' means p = {result.t_test_p:.3g}; "
+        f"seeds per system for {POWER:.0%} power at this Δ: "
+        f"{seeds_for_power(result.seeds_needed(), result.difference.value)}"
+    )
 
 
 @app.command()
@@ -215,6 +278,13 @@ def compare(
         CompareBy.language
     ),
     mid_p: Annotated[bool, typer.Option("--mid-p", help="mcnemar: the mid-p variant")] = False,
+    paired_seeds: Annotated[
+        bool,
+        typer.Option(
+            "--paired-seeds",
+            help="run-level test: pair seed k of A with seed k of B (both must have run the same seeds)",
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="compare despite different budgets, tasks or label sets")
     ] = False,
@@ -225,7 +295,8 @@ def compare(
     """Compare two systems language by language with paired tests (A − B).
 
     A folder of runs of one configuration counts as one system with several seeds: its items are then
-    averaged over seeds. Only languages and items every run predicted are compared.
+    averaged over seeds for the per-language (seeds fixed) tests, and its runs are the unit of the
+    run-level test over each group. Only languages and items every run predicted are compared.
     """
     from xpe_bench.comparison import compare_pair, expand_run_paths, prepare
     from xpe_bench.errors import UserInputError
@@ -254,6 +325,7 @@ def compare(
         test=test.value,
         correction=correction.value,
         mid_p=mid_p,
+        paired_seeds=paired_seeds,
     )
     overall = pairwise.group("all compared", comparison.items)
     assert overall is not None  # prepare() guarantees at least one compared language
@@ -269,6 +341,7 @@ def compare(
             "b": pairwise.b.describe(),
             "test": pairwise.test,
             "mid_p": mid_p,
+            "paired_seeds": paired_seeds,
             "correction": pairwise.correction,
             "alpha": pairwise.alpha,
             "by": by.value,
@@ -320,6 +393,14 @@ def leaderboard(
     force: Annotated[
         bool, typer.Option("--force", help="compare despite different budgets, tasks or label sets")
     ] = False,
+    published: Annotated[
+        str | None,
+        typer.Option(
+            "--published",
+            help="published per-language table (a CSV in the reference folder, or a path) to set the replay "
+            "systems beside, e.g. sib200-paper-gpt-accuracy.csv",
+        ),
+    ] = None,
 ) -> None:
     """Write a Markdown leaderboard (one table per Joshi class and per group) and its PNG plot."""
     from xpe_bench.leaderboard import write_leaderboard
@@ -333,13 +414,21 @@ def leaderboard(
             *(part for value in chosen for part in ("--by", value)),
             *(["--reference", reference] if reference is not None else []),
             *(part for name in group or [] for part in ("--group", name)),
+            *(["--published", published] if published is not None else []),
             "--out",
             str(out),
             *(["--force"] if force else []),
         ]
     )
     image, board = write_leaderboard(
-        runs, out, by=chosen, reference=reference, groups=group or [], force=force, command=command
+        runs,
+        out,
+        by=chosen,
+        reference=reference,
+        groups=group or [],
+        force=force,
+        command=command,
+        published=published,
     )
     comparison = board.comparison
     console.print(

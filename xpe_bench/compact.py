@@ -3,7 +3,9 @@
 A run directory holds the trained state and every class score: too bulky for git. A compact file keeps what
 statistics and leaderboards need — the manifest, per-language metrics and every test item's gold and
 predicted label — as deterministic gzip-compressed JSON (``<run-name>.json.gz``). Labels are written as one
-character per item (``0``-``9``, ``-`` for an abstention) when a task has at most ten labels.
+character per item (``0``-``9``, ``-`` for an abstention) when a task has at most ten labels. A language whose
+predictions hold ties at the top score (:mod:`xpe_bench.metrics`) also has ``tied``: item id -> the tied
+labels; it is left out when there are none, so files without ties read as before.
 
 ``compare`` and ``leaderboard`` read compact files exactly like run directories
 (:func:`xpe_bench.comparison.load_run`).
@@ -52,6 +54,9 @@ def export_run(run_dir: Path, out_dir: Path) -> Path:
             "gold": encode_labels([row["gold"] for row in rows], num_labels),
             "pred": encode_labels([row["pred"] for row in rows], num_labels),
         }
+        tied = {str(row["id"]): row["tied"] for row in rows if "tied" in row}
+        if tied:
+            predictions[lang]["tied"] = tied
     payload = {
         "format": FORMAT,
         "manifest": manifest,

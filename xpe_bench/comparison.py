@@ -26,7 +26,9 @@ from xpe_bench.compact import SUFFIX, decode_labels, read_compact
 from xpe_bench.convergence import Convergence, Summary, assess
 from xpe_bench.errors import UserInputError
 from xpe_bench.languages import LanguageTable, joshi_label_order
+from xpe_bench.metrics import credit
 from xpe_bench.plugins import Registry, load_registry
+from xpe_bench.run_level import RunLevelResult, run_level_test
 from xpe_bench.statistics import (
     ALPHA,
     Correction,
@@ -59,6 +61,8 @@ class LanguageItems:
     ids: tuple[str, ...]
     gold: np.ndarray
     pred: np.ndarray
+    tied: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    """Item position -> labels tied at its top score (:mod:`xpe_bench.metrics`); ``pred`` is the first."""
 
 
 _REQUIRED = ("task.name", "task.version", "task.labels", "method.name", "backbone.name", "budget.fingerprint")
@@ -152,11 +156,14 @@ class Run:
 
     @property
     def system_key(self) -> str:
-        """Everything that makes two runs the same system, apart from the seed."""
+        """Everything that makes two runs the same system, apart from the seed. The options are those of the
+        run identity, which leaves out options added later at their earlier behaviour
+        (:attr:`xpe_bench.methods.MethodSpec.added_later`), so older runs group with newer ones."""
+        options = _lookup(self.manifest, "identity.method.options")
         return canonical_json(
             {
                 "task": [self.task_name, self.manifest["task"]["version"]],
-                "method": [self.method, self.options],
+                "method": [self.method, self.options if options is None else options],
                 "backbone": [self.backbone, self.backbone_sha256],
                 "budget": self.budget_fingerprint,
                 "regime": self.regime,
@@ -181,11 +188,26 @@ def expand_run_paths(path: Path) -> list[Path]:
     raise UserInputError(f"{path}: no such run directory, compact run file (*{SUFFIX}) or folder of runs")
 
 
-def _items(where: str, ids: Sequence[Any], gold: Sequence[int], pred: Sequence[int]) -> LanguageItems:
+def _items(
+    where: str,
+    ids: Sequence[Any],
+    gold: Sequence[int],
+    pred: Sequence[int],
+    tied: Mapping[str, Sequence[int]] | None = None,
+) -> LanguageItems:
     names = tuple(str(i) for i in ids)
     if len(set(names)) != len(names):
         raise UserInputError(f"{where}: duplicate item ids")
-    return LanguageItems(names, np.asarray(gold, dtype=np.int64), np.asarray(pred, dtype=np.int64))
+    position = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(tied or {}) - set(position))
+    if unknown:
+        raise UserInputError(f"{where}: ties for unknown item ids {_names(unknown)}")
+    return LanguageItems(
+        names,
+        np.asarray(gold, dtype=np.int64),
+        np.asarray(pred, dtype=np.int64),
+        {position[item]: tuple(int(label) for label in labels) for item, labels in (tied or {}).items()},
+    )
 
 
 def check_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
@@ -204,7 +226,11 @@ def load_run(path: Path) -> Run:
         manifest = payload["manifest"]
         predictions = {
             lang: _items(
-                f"{path} [{lang}]", items["ids"], decode_labels(items["gold"]), decode_labels(items["pred"])
+                f"{path} [{lang}]",
+                items["ids"],
+                decode_labels(items["gold"]),
+                decode_labels(items["pred"]),
+                items.get("tied"),
             )
             for lang, items in sorted(payload["predictions"].items())
         }
@@ -219,10 +245,16 @@ def load_run(path: Path) -> Run:
                 [row["id"] for row in rows],
                 [row["gold"] for row in rows],
                 [row["pred"] for row in rows],
+                {str(row["id"]): row["tied"] for row in rows if "tied" in row},
             )
     else:
         raise UserInputError(
             f"{path}: not a run directory (no {MANIFEST}) nor a compact run file (*{SUFFIX})"
+        )
+    if manifest.get("status") == "failed":
+        raise UserInputError(
+            f"{path}: the run failed ({manifest.get('failure', {}).get('error')}); failed runs are never "
+            "compared or ranked: leave it out"
         )
     check_manifest(path, manifest)
     if not predictions:
@@ -406,9 +438,20 @@ class AlignedLanguage:
     gold: np.ndarray
     pred: Mapping[str, np.ndarray]
     """System label → ``(seeds, items)`` predicted labels."""
+    tied: Mapping[str, tuple[Mapping[int, tuple[int, ...]], ...]] = field(default_factory=dict)
+    """System label → per seed, item position → labels tied at the top (absent: no ties)."""
+
+    def ties(self, label: str) -> tuple[Mapping[int, tuple[int, ...]], ...]:
+        return self.tied.get(label) or tuple({} for _ in range(self.pred[label].shape[0]))
 
     def correct(self, label: str) -> np.ndarray:
-        return self.pred[label] == self.gold[None, :]
+        """``(seeds, items)`` credit: 0/1, or 1/k for a tie of k labels that holds the gold label."""
+        return np.stack(
+            [
+                credit(self.gold, pred, tied)
+                for pred, tied in zip(self.pred[label], self.ties(label), strict=True)
+            ]
+        )
 
 
 @dataclass
@@ -440,7 +483,10 @@ class ComparisonSet:
         """Per-language scores of a system (seed means with bootstrap intervals), computed once."""
         if system.label not in self._scores:
             self._scores[system.label] = score_languages(
-                {lang: (aligned.gold, aligned.pred[system.label]) for lang, aligned in self.items.items()},
+                {
+                    lang: (aligned.gold, aligned.pred[system.label], aligned.ties(system.label))
+                    for lang, aligned in self.items.items()
+                },
                 self.num_labels,
             )
         return self._scores[system.label]
@@ -486,10 +532,15 @@ def _align(lang: str, systems: Sequence[System], force: bool, warnings: list[str
         raise UserInputError(f"{lang}: the runs share no test item")
     gold: np.ndarray | None = None
     pred: dict[str, list[np.ndarray]] = {}
+    tied: dict[str, list[dict[int, tuple[int, ...]]]] = {}
     for system, run in runs:
         items = run.predictions[lang]
         position = {item: i for i, item in enumerate(items.ids)}
         order = np.array([position[item] for item in ids])
+        aligned_at = {int(original): new for new, original in enumerate(order)}
+        tied.setdefault(system.label, []).append(
+            {aligned_at[row]: labels for row, labels in items.tied.items() if row in aligned_at}
+        )
         if gold is None:
             gold = items.gold[order]
         elif not np.array_equal(gold, items.gold[order]):
@@ -498,7 +549,12 @@ def _align(lang: str, systems: Sequence[System], force: bool, warnings: list[str
             )
         pred.setdefault(system.label, []).append(items.pred[order])
     assert gold is not None  # runs is never empty
-    return AlignedLanguage(ids, gold, {label: np.stack(rows) for label, rows in pred.items()})
+    return AlignedLanguage(
+        ids,
+        gold,
+        {label: np.stack(rows) for label, rows in pred.items()},
+        {label: tuple(per_seed) for label, per_seed in tied.items() if any(per_seed)},
+    )
 
 
 def prepare(paths: Iterable[Path], *, force: bool = False, registry: Registry | None = None) -> ComparisonSet:
@@ -580,9 +636,16 @@ class GroupComparison:
     accuracy_a: float
     accuracy_b: float
     difference: Estimate
-    """Mean per-language difference, two-stage bootstrap interval (languages, then items)."""
+    """Mean per-language difference, two-stage bootstrap interval (languages, then items): seeds fixed."""
     record: WinTieLoss
+    """Per-language item-level verdicts (seeds fixed)."""
     wilcoxon: SignedRankResult
+    """Signed-rank test of the per-language differences (seeds fixed)."""
+    run_level: RunLevelResult | None
+    """The same Δ with the runs as the unit (:mod:`xpe_bench.run_level`); None when a system has a single
+    run, which has no run-level spread (:attr:`run_level_missing` says which)."""
+    run_level_missing: str
+    """Why there is no run-level test (e.g. ``"1 run: no run-level test"``); empty when there is one."""
 
 
 @dataclass(frozen=True)
@@ -595,6 +658,19 @@ class Pairwise:
     correction: Correction
     alpha: float
     languages: Mapping[str, LanguageComparison]
+    seed_accuracy: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    """Language → each run's accuracy, ``(runs of A,)`` and ``(runs of B,)`` in seed order."""
+    paired_seeds: bool
+    """Whether the run-level test pairs seed k of A with seed k of B."""
+
+    def run_level(self, langs: Sequence[str]) -> tuple[RunLevelResult | None, str]:
+        """The run-level test over ``langs``, or None and why there is none."""
+        single = [system.label for system in (self.a, self.b) if len(system.runs) < 2]
+        if single:
+            return None, "1 run: no run-level test" if len(single) == 1 else "1 run each: no run-level test"
+        per_run_a = np.stack([self.seed_accuracy[lang][0] for lang in langs], axis=1)
+        per_run_b = np.stack([self.seed_accuracy[lang][1] for lang in langs], axis=1)
+        return run_level_test(per_run_a, per_run_b, paired=self.paired_seeds), ""
 
     def group(self, name: str, codes: Iterable[str]) -> GroupComparison | None:
         """Aggregate over the compared languages among ``codes``; None when there are none."""
@@ -603,6 +679,7 @@ class Pairwise:
         if not langs:
             return None
         results = [self.languages[lang].result for lang in langs]
+        run_level, missing = self.run_level(langs)
         return GroupComparison(
             name=name,
             size=len(codes),
@@ -614,6 +691,8 @@ class Pairwise:
             ),
             record=WinTieLoss.count([self.languages[lang].verdict for lang in langs]),
             wilcoxon=wilcoxon_signed_rank([r.difference.value for r in results]),
+            run_level=run_level,
+            run_level_missing=missing,
         )
 
 
@@ -626,14 +705,29 @@ def compare_pair(
     correction: Correction = "holm",
     mid_p: bool = False,
     alpha: float = ALPHA,
+    paired_seeds: bool = False,
 ) -> Pairwise:
-    """Paired tests of A against B on every compared language, corrected over those languages."""
+    """Paired tests of A against B on every compared language, corrected over those languages; with
+    ``paired_seeds`` the run-level test pairs the runs by seed (both systems must have run the same seeds)."""
+    if paired_seeds and a.seeds != b.seeds:
+        raise UserInputError(
+            f"--paired-seeds needs the same seeds in both systems; {a.label} has "
+            f"{', '.join(map(str, a.seeds))} and {b.label} has {', '.join(map(str, b.seeds))}"
+        )
     if test == "mcnemar":
         several = [s for s in (a, b) if len(s.seeds) > 1]
         if several:
             raise UserInputError(
                 f"--test mcnemar compares one seed with one seed, but {several[0].label} has seeds "
                 f"{', '.join(map(str, several[0].seeds))}; use --test permutation (seed-averaged items)"
+            )
+        fractional = [
+            s for s in (a, b) if any(aligned.tied.get(s.label) for aligned in comparison.items.values())
+        ]
+        if fractional:
+            raise UserInputError(
+                f"--test mcnemar needs right/wrong items, but {fractional[0].label} has ties credited 1/k; "
+                "use --test permutation"
             )
     results = paired_tests(
         {
@@ -655,4 +749,9 @@ def compare_pair(
             lang: LanguageComparison(r, float(p), verdict(r.difference.value, float(p), alpha))
             for (lang, r), p in zip(results.items(), adjusted, strict=True)
         },
+        seed_accuracy={
+            lang: (aligned.correct(a.label).mean(axis=1), aligned.correct(b.label).mean(axis=1))
+            for lang, aligned in comparison.items.items()
+        },
+        paired_seeds=paired_seeds,
     )

@@ -93,11 +93,41 @@ def cached_features(
     folder = cache_dir / "features" / backbone.weights_sha256[:16]
     path = folder / f"{_key(backbone, texts, settings)}.npy"
     if path.exists():
-        return np.load(path)
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == (len(texts), backbone.hidden_size):
+                return cached
+        except (OSError, ValueError):
+            pass
+        path.unlink(missing_ok=True)  # a corrupt cache entry is recomputed (the cache is only a cache)
     features = compute_features(backbone, texts, pooling=pooling, budget=budget)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy.tmp")
-    with os.fdopen(fd, "wb") as handle:
-        np.save(handle, features)
-    os.replace(tmp, path)
+    _remove_orphaned_temp_files(folder)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.getpid()}.", suffix=".npy.tmp")
+    os.fchmod(fd, 0o644)  # readable like every other cached file (mkstemp creates 0600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, features)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return features
+
+
+def _remove_orphaned_temp_files(folder: Path) -> None:
+    """Delete temporary files whose writer (the PID in their name) is no longer alive: killed writes."""
+    for tmp in folder.glob(".*.npy.tmp"):
+        pid = tmp.name.split(".")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True

@@ -135,6 +135,8 @@ class LanguageTable:
             self.languages[language.code] = language
         self.groups: dict[str, tuple[str, ...]] = {}
         self.descriptions: dict[str, str] = {}
+        self.filtered_on: dict[str, frozenset[str]] = {}
+        """Group name -> the metadata fields its definition filters on (``cc100``, ``joshi``, ...)."""
         self._add("all", tuple(self.languages), "every language of the task")
         for k in JOSHI_CLASSES:
             self._add(f"joshi-{k}", self._select(joshi=k), f"Joshi class {k} (Joshi et al. 2020)")
@@ -166,6 +168,7 @@ class LanguageTable:
                 for code, lang in self.languages.items()
                 if _matches(lang, spec.where) and not (spec.exclude and _matches(lang, spec.exclude))
             )
+            self.filtered_on[spec.name] = frozenset((*spec.where, *spec.exclude))
         if spec.size is not None and len(codes) != spec.size:
             raise ValueError(f"group {spec.name!r} has {len(codes)} languages, declared size {spec.size}")
         self._add(spec.name, codes, spec.description)

@@ -8,11 +8,14 @@ style and written without metadata).
 
 Reading a row: accuracy is the mean over the compared languages of each language's seed-mean accuracy,
 with a two-stage percentile bootstrap interval (languages, then test items); ``sd over seeds`` is the
-standard deviation over seeds of that mean; Δ is the mean per-language difference to the reference (same
-two-stage interval) and the Wilcoxon p asks whether the system tends to be better across the section's
-languages; W/T/L counts the languages where the system is significantly better than / not distinguishable
-from / significantly worse than the reference (exact sign-flip test on seed-averaged item correctness,
-Holm-corrected over all compared languages). See docs/statistics.md.
+standard deviation over seeds of that mean; Δ is the mean per-language difference to the reference. The
+headline verdict on Δ treats the *runs* as the unit (:mod:`xpe_bench.run_level`: its interval, p-value,
+verdict and the seeds a run-level test would need for 80% power); a system or reference with a single run
+gets none. The item-level statistics stay beside it, labelled "seeds fixed": Δ's two-stage interval, the
+Wilcoxon p (does the system tend to be better across the section's languages) and W/T/L, the languages where
+the system is significantly better than / not distinguishable from / significantly worse than the reference
+(exact sign-flip test on seed-averaged item correctness, Holm-corrected over all compared languages). See
+docs/statistics.md.
 
 Every board also says whether its trained runs finished optimising (:mod:`xpe_bench.convergence`): a
 Convergence table per system, the learning curves beside the board, and a banner on the board and on every
@@ -42,9 +45,12 @@ from xpe_bench.comparison import (
 from xpe_bench.convergence import describe_rule
 from xpe_bench.errors import UserInputError
 from xpe_bench.plugins import Registry
+from xpe_bench.published import PublishedTable, family_mean, find_published, language_mean, read_published
+from xpe_bench.run_level import MAX_SEEDS
 from xpe_bench.statistics import (
     ALPHA,
     CONFIDENCE,
+    POWER,
     RESAMPLES,
     SEED,
     Estimate,
@@ -54,6 +60,13 @@ from xpe_bench.statistics import (
 from xpe_bench.store import atomic_write_bytes
 
 BY_CHOICES: tuple[GroupBy, ...] = ("joshi", "group")
+
+XLMR_FIELDS: Mapping[str, str] = {
+    "cc100": "membership in CC100, XLM-R's pretraining data",
+    "low_performing": "accuracy below 60% under full fine-tuning of XLM-R-large in the SIB-200 paper",
+}
+"""Language metadata fields that come from XLM-R, whatever backbone a board is built on."""
+XLMR_LARGE = "xlm-roberta-large"
 
 
 # formatting (shared with the compare command) ---------------------------------------------------------------
@@ -96,8 +109,9 @@ class Entry:
     covers: int
     """Languages of the section this system predicted (with every seed), compared or not."""
     versus: GroupComparison | None
-    """Against the reference over the section's compared languages (mean difference with its two-stage
-    interval, Wilcoxon signed-rank, win/tie/loss); None for the reference itself or without one."""
+    """Against the reference over the section's compared languages (mean difference with its run-level and
+    its two-stage interval, Wilcoxon signed-rank, win/tie/loss); None for the reference itself or without
+    one."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +216,6 @@ def _header(board: Leaderboard, command: str, image: str) -> list[str]:
     comparison = board.comparison
     systems = comparison.systems
     first = {system.label: system.runs[0] for system in systems}
-    reference = board.reference
     rows = [
         (
             "task",
@@ -223,18 +236,11 @@ def _header(board: Leaderboard, command: str, image: str) -> list[str]:
         ("seeds", "; ".join(f"{s.label}: {', '.join(map(str, s.seeds))}" for s in systems)),
         ("languages", comparison.coverage.summary()),
         (
-            "intervals",
-            f"{100 * CONFIDENCE:.0f}% two-stage percentile bootstrap over languages and test items "
-            f"({RESAMPLES:,} resamples, seed {SEED})",
+            "accuracy intervals",
+            f"{100 * CONFIDENCE:.0f}% two-stage percentile bootstrap over languages and test items, seeds "
+            f"fixed ({RESAMPLES:,} resamples, seed {SEED})",
         ),
-        (
-            "W/T/L",
-            "no reference given (--reference)"
-            if reference is None
-            else f"against {reference.label}: exact sign-flip test per language on seed-averaged item "
-            f"correctness, Holm-corrected over the {len(comparison.items)} compared languages, "
-            f"alpha {ALPHA}",
-        ),
+        *_inference_rows(board),
     ]
     lines = [
         f"# Leaderboard: {_per_system({label: run.task for label, run in first.items()})}",
@@ -256,13 +262,42 @@ def _header(board: Leaderboard, command: str, image: str) -> list[str]:
     lines += [f"![accuracy per Joshi class]({image})", ""]
     lines.append(
         "Accuracy: mean over the compared languages of each language's seed-mean accuracy. "
-        "Δ: mean per-language difference to the reference, in points; Wilcoxon p: two-sided signed-rank test "
-        "of those differences across the section's languages (where a small consistent gain shows). "
-        "W/T/L: languages where the system is significantly better / not distinguishable / significantly "
-        "worse than the reference; with about 200 test items a tie can hide a difference of several points "
-        "(see docs/statistics.md)."
+        "Δ: mean per-language difference to the reference, in points. **Run level** (the headline): Δ's "
+        "interval, p and verdict with the runs as the unit, so a re-run with other seeds is part of the "
+        "uncertainty; seeds for 80% power: runs per system a run-level test would need to detect this Δ "
+        "given the observed spread between runs. **Seeds fixed** (secondary): the same Δ with an interval "
+        "over languages and test items only; Wilcoxon p: two-sided signed-rank test of the per-language "
+        "differences (where a small consistent gain shows); W/T/L: languages where the system is "
+        "significantly better / not distinguishable / significantly worse than the reference; with about "
+        "200 test items a tie can hide a difference of several points. Seeds-fixed tests treat these runs "
+        "as the truth and call seed luck a difference (see docs/statistics.md)."
     )
     return lines
+
+
+def _inference_rows(board: Leaderboard) -> list[tuple[str, str]]:
+    """The header rows that say which inference the Δ, verdict and W/T/L columns use."""
+    reference = board.reference
+    if reference is None:
+        return [("verdicts", "no reference given (--reference)")]
+    return [
+        (
+            "run level",
+            f"against {reference.label}, runs as the unit: hierarchical bootstrap over runs and languages "
+            f"({RESAMPLES:,} resamples, seed {SEED}) for the standard error of Δ, Student t with "
+            f"Satterthwaite degrees of freedom for the {100 * CONFIDENCE:.0f}% interval and the two-sided p; "
+            f"verdict at alpha {ALPHA}, not corrected across sections or systems; seeds for "
+            f"{POWER:.0%} power per system at the observed Δ and spread; a system with 1 run has no "
+            "run-level test",
+        ),
+        (
+            "seeds fixed",
+            f"against {reference.label}: Δ interval as the accuracy intervals; W/T/L by the exact "
+            f"sign-flip test per language on seed-averaged item correctness, Holm-corrected over the "
+            f"{len(board.comparison.items)} compared languages, alpha {ALPHA}; Wilcoxon signed-rank across "
+            "the section's languages",
+        ),
+    ]
 
 
 def _coverage_note(comparison: ComparisonSet, section: Section) -> str:
@@ -284,10 +319,26 @@ def _coverage_note(comparison: ComparisonSet, section: Section) -> str:
     return note + "."
 
 
+def _xlmr_note(board: Leaderboard, section: Section) -> list[str]:
+    """For a group defined by XLM-R (it filters on :data:`XLMR_FIELDS`) on a board of another backbone: say
+    so (the group is not this backbone's own low performers or unseen languages)."""
+    fields = sorted(board.comparison.table.filtered_on.get(section.name, frozenset()) & set(XLMR_FIELDS))
+    backbones = sorted({run.backbone for system in board.comparison.systems for run in system.runs})
+    if not fields or all(name.casefold().endswith(XLMR_LARGE) for name in backbones):
+        return []
+    return [
+        f"Note: this group is defined by XLM-R ({'; '.join(XLMR_FIELDS[field] for field in fields)}), not by "
+        f"this board's backbone ({', '.join(backbones)}); the languages this backbone finds hard or did not "
+        "see in pretraining may differ.",
+        "",
+    ]
+
+
 def _section_lines(board: Leaderboard, section: Section) -> list[str]:
     title = f"## {section.name}" + (f" — {section.description}" if section.description else "")
     lines = [title, ""]
     lines += [_coverage_note(board.comparison, section), ""]
+    lines += _xlmr_note(board, section)
     if not section.entries:
         return lines
     lines += _convergence_banner([entry.system for entry in section.entries], board_wide=False)
@@ -300,9 +351,7 @@ def _section_lines(board: Leaderboard, section: Section) -> list[str]:
         "sd over seeds",
         "seeds",
         "covers",
-        f"Δ vs {reference.label} [95% CI]" if reference else "Δ",
-        "Wilcoxon p",
-        f"W/T/L vs {reference.label}" if reference else "W/T/L",
+        *_versus_headers(reference),
         "trainable params",
         "train s",
     ]
@@ -311,11 +360,9 @@ def _section_lines(board: Leaderboard, section: Section) -> list[str]:
         system = entry.system
         versus = entry.versus
         if versus is not None:
-            difference = with_interval(versus.difference, signed=True)
-            wilcoxon = f"{versus.wilcoxon.p_value:.2g}"
-            record = str(versus.record)
+            compared = [*_run_level_cells(versus), *_seeds_fixed_cells(versus)]
         else:
-            difference = wilcoxon = record = "reference" if system is reference else "–"
+            compared = ["reference" if system is reference else "–"] * len(_versus_headers(reference))
         rows.append(
             [
                 str(rank),
@@ -325,14 +372,53 @@ def _section_lines(board: Leaderboard, section: Section) -> list[str]:
                 "–" if math.isnan(entry.seed_sd) else f"{100 * entry.seed_sd:.1f}",
                 str(len(system.seeds)),
                 f"{entry.covers}/{len(section.languages)}",
-                difference,
-                wilcoxon,
-                record,
+                *compared,
                 "–" if system.trainable is None else f"{system.trainable:,}",
                 _seconds(system.train_seconds),
             ]
         )
-    return [*lines, markdown_table(headers, rows, "rlrrrrrrrlrr"), ""]
+    return [*lines, markdown_table(headers, rows, "rlrrrrrrrlrrrlrr"), ""]
+
+
+def _versus_headers(reference: System | None) -> list[str]:
+    against = f" vs {reference.label}" if reference else ""
+    return [
+        f"Δ{against}, run level [95% CI]",
+        "run-level p",
+        f"verdict{against} (run level)",
+        f"seeds for {POWER:.0%} power",
+        "seeds fixed: Δ [95% CI]",
+        "seeds fixed: Wilcoxon p",
+        f"seeds fixed: W/T/L{against}",
+    ]
+
+
+def seeds_for_power(needed: int | None, difference: float) -> str:
+    """The power analysis's answer as a cell: a count, ``>1000`` when none suffices, ``–`` for Δ = 0."""
+    if needed is not None:
+        return str(needed)
+    return "–" if difference == 0 else f">{MAX_SEEDS:,}"
+
+
+def _run_level_cells(versus: GroupComparison) -> list[str]:
+    """Δ with its run-level interval, p, verdict and seeds needed; or why there is no run-level test."""
+    result = versus.run_level
+    if result is None:
+        return [points(versus.difference.value), "–", versus.run_level_missing, "–"]
+    return [
+        with_interval(result.difference, signed=True),
+        f"{result.p_value:.2g}",
+        result.verdict(ALPHA),
+        seeds_for_power(result.seeds_needed(), result.difference.value),
+    ]
+
+
+def _seeds_fixed_cells(versus: GroupComparison) -> list[str]:
+    return [
+        with_interval(versus.difference, signed=True),
+        f"{versus.wilcoxon.p_value:.2g}",
+        str(versus.record),
+    ]
 
 
 def _convergence_banner(systems: Sequence[System], *, board_wide: bool) -> list[str]:
@@ -451,7 +537,9 @@ def render_plot(board: Leaderboard) -> bytes:
         if reference is not None:
             axes[1].axhline(0.0, color="black", linewidth=0.8)
             axes[1].set_ylabel(f"Δ vs {reference.label} (points)")
-            axes[1].set_title(f"Paired difference to {reference.label} per Joshi class (95% intervals)")
+            axes[1].set_title(
+                f"Paired difference to {reference.label} per Joshi class (95% intervals, seeds fixed)"
+            )
         for panel in axes:
             panel.set_xticks(range(len(classes)), labels)
             panel.grid(axis="y", alpha=0.3)
@@ -472,23 +560,143 @@ def write_leaderboard(
     force: bool = False,
     command: str,
     registry: Registry | None = None,
+    published: str | None = None,
 ) -> tuple[Path, Leaderboard]:
     """Write ``out`` (Markdown), the plot beside it (``.png``) and, when any run trained, its learning curves
-    (``-curves.png``); return the plot path and the board."""
+    (``-curves.png``); return the plot path and the board. ``published`` names a published table
+    (:mod:`xpe_bench.published`) whose replays get a section."""
     from xpe_bench.curves import curves_of
     from xpe_bench.curves import render_plot as render_curves
 
     if out.suffix != ".md":
         raise UserInputError(f"--out: {out} should end in .md (the plot goes next to it as .png)")
+    table = read_published(find_published(published)) if published is not None else None
     board = build(prepare(paths, force=force, registry=registry), by=by, reference=reference, groups=groups)
-    image = out.with_suffix(".png")
-    atomic_write_bytes(image, render_plot(board))
     curves, _ = curves_of([run for system in board.comparison.systems for run in system.runs])
     curves_image = out.with_name(f"{out.stem}-curves.png") if curves else None
+    markdown = render_markdown(
+        board,
+        command=command,
+        image=out.with_suffix(".png").name,
+        curves_image=curves_image.name if curves_image else None,
+    )
+    if table is not None and published is not None:
+        section = render_published(compare_published(board, table), table, Path(published).name)
+        if not section:
+            raise UserInputError(
+                f"--published {published}: no system replays any of its columns ({', '.join(table.columns)})"
+            )
+        markdown = markdown.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    image = out.with_suffix(".png")
+    atomic_write_bytes(image, render_plot(board))
     if curves_image is not None:
         atomic_write_bytes(curves_image, render_curves(curves))
-    markdown = render_markdown(
-        board, command=command, image=image.name, curves_image=curves_image.name if curves_image else None
-    )
     atomic_write_bytes(out, markdown.encode("utf-8"))
     return image, board
+
+
+# published reference (replays beside the published table they reproduce) ------------------------------------
+@dataclass(frozen=True)
+class PublishedRow:
+    """One group's mean accuracy, published and replayed, over the languages both have."""
+
+    name: str
+    languages: int
+    published: float
+    replayed: tuple[float, ...]
+    """One value per system of :attr:`PublishedComparison.systems`."""
+
+
+@dataclass(frozen=True)
+class PublishedComparison:
+    """A published column against the board's systems that replay it."""
+
+    column: str
+    systems: tuple[System, ...]
+    rows: tuple[PublishedRow, ...]
+    """Per Joshi class and named group, then over every shared language: means over languages."""
+    families: PublishedRow
+    """Over every shared language, as the mean over language families of each family's mean."""
+
+
+def _accuracies(scores: Mapping[str, Any], codes: Sequence[str]) -> dict[str, float]:
+    return {code: scores[code].accuracy.value for code in codes}
+
+
+def compare_published(board: Leaderboard, table: PublishedTable) -> tuple[PublishedComparison, ...]:
+    """Every column of ``table`` that some system of the board replays, against those systems."""
+    comparison = board.comparison
+    families = {code: comparison.table[code].family for code in comparison.items}
+    named = [(section.name, section.languages) for section in board.sections]
+    if "all" not in {name for name, _ in named}:
+        named.append(("all", tuple(comparison.items)))
+    compared = []
+    for column in table.columns:
+        systems = tuple(s for s in comparison.systems if table.column_for(s.runs[0].options) == column)
+        if not systems:
+            continue
+        published = table.values[column]
+        scores = [comparison.scores(system) for system in systems]
+        rows = []
+        for name, codes in named:
+            shared = [code for code in comparison.compared_in(codes) if code in published]
+            if shared:
+                rows.append(
+                    PublishedRow(
+                        name,
+                        len(shared),
+                        language_mean(published, shared),
+                        tuple(language_mean(_accuracies(s, shared), shared) for s in scores),
+                    )
+                )
+        shared = [code for code in comparison.items if code in published]
+        published_mean, count = family_mean({code: published[code] for code in shared}, families)
+        family_row = PublishedRow(
+            f"all, mean over {count} language families",
+            len(shared),
+            published_mean,
+            tuple(family_mean(_accuracies(s, shared), families)[0] for s in scores),
+        )
+        compared.append(PublishedComparison(column, systems, tuple(rows), family_row))
+    return tuple(compared)
+
+
+def render_published(comparisons: Sequence[PublishedComparison], table: PublishedTable, name: str) -> str:
+    """The board's section comparing replays with the published table (empty without a matching system)."""
+    if not comparisons:
+        return ""
+    lines = [
+        f"## Replays against the published table ({name})",
+        "",
+        f"Published: `{name}` in the reference folder (`$XPE_BENCH_REFERENCE`, else `reference` beside the "
+        "data root), whose notes say:",
+        "",
+        *(f"> {note}" for note in table.notes),
+        "",
+        "Replay: the board's systems that replay the same outputs (a `source` option naming the column), "
+        "scored from their stored predictions under the rule their label names (`scoring`: how an answer "
+        "naming several categories counts; docs/methods.md). Each cell is a mean over the group's languages "
+        "that both the published table and the board have, of each language's accuracy; in brackets the "
+        "replay minus the published value, in points. The last row averages the same languages per language "
+        "family first and then over families, each family weighing the same: that is how the paper's Table 4 "
+        "'Average' is formed, which is not the mean over languages of the rows above.",
+        "",
+    ]
+    for compared in comparisons:
+        headers = ["group", "languages", f"published {compared.column}"] + [s.label for s in compared.systems]
+        rows = [
+            [
+                row.name,
+                str(row.languages),
+                percent(row.published),
+                *(f"{percent(value)} ({points(value - row.published)})" for value in row.replayed),
+            ]
+            for row in (*compared.rows, compared.families)
+        ]
+        lines += [
+            f"### {compared.column}",
+            "",
+            markdown_table(headers, rows, "lrr" + "r" * len(compared.systems)),
+            "",
+        ]
+    return "\n".join(lines)

@@ -148,6 +148,64 @@ class Method(ABC):
         """Total and trainable parameters, per module."""
 
 
+class OptionRule(Protocol):
+    """What values one method option accepts, checked before anything of a run is written."""
+
+    description: str
+    """What is valid, for the error message and the methods listing (e.g. ``"in [0, 1]"``)."""
+
+    def allows(self, value: Any) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a fixed set of values."""
+
+    values: tuple[Any, ...]
+
+    @property
+    def description(self) -> str:
+        return "one of " + ", ".join(map(str, self.values))
+
+    def allows(self, value: Any) -> bool:
+        return value in self.values
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number between bounds; ``NaN`` is never in range."""
+
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    """Exclude ``high`` itself (a dropout rate of 1 drops everything)."""
+
+    @property
+    def description(self) -> str:
+        if self.high is None:
+            return f">= {self.low}"
+        close = ")" if self.high_open else "]"
+        return f"in [{self.low}, {self.high}{close}" if self.low is not None else f"<= {self.high}"
+
+    def allows(self, value: Any) -> bool:
+        if self.low is not None and not value >= self.low:
+            return False
+        if self.high is not None:
+            return bool(value < self.high if self.high_open else value <= self.high)
+        return True
+
+
+@dataclass(frozen=True)
+class Check:
+    """Any other condition, with the text that says what it wants."""
+
+    predicate: Callable[[Any], bool]
+    description: str
+
+    def allows(self, value: Any) -> bool:
+        return self.predicate(value)
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered method: what ``xpe-bench methods`` lists and ``--method`` selects."""
@@ -163,6 +221,21 @@ class MethodSpec:
     paper's XPE dropout of 0 in the target stage. Explicit user options still win."""
     version: str = "1"
     """Bump when a change alters results, so stored runs are not silently reused."""
+    rules: Mapping[str, OptionRule] = field(default_factory=dict)
+    """Option -> what values it accepts (:class:`Choice`, :class:`Range`, :class:`Check`); options without a
+    rule accept any value of their default's type."""
+
+    added_later: Mapping[str, Any] = field(default_factory=dict)
+    """Options added after results were stored, with the value that reproduces those results: left out of
+    the run identity at that value (:meth:`identity_options`), so earlier runs keep their keys."""
+
+    def __post_init__(self) -> None:
+        stray = set(self.rules) - set(self.defaults)
+        if stray:
+            raise ValueError(f"method {self.name!r}: rules for options it does not have: {sorted(stray)}")
+        broken = [key for key, rule in self.rules.items() if not rule.allows(self.defaults[key])]
+        if broken:
+            raise ValueError(f"method {self.name!r}: defaults break their own rules: {sorted(broken)}")
 
     def create(self, options: Mapping[str, Any] | None = None) -> Method:
         return self.factory(self.resolve_options(options or {}))
@@ -180,7 +253,19 @@ class MethodSpec:
         for key, value in options.items():
             default = self.defaults[key]
             resolved[key] = _coerce(value, default, f"{self.name}.{key}")
+            rule = self.rules.get(key)
+            if rule is not None and not rule.allows(resolved[key]):
+                raise UserInputError(f"option {self.name}.{key}: {value!r}; valid: {rule.description}")
         return resolved
+
+    def identity_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The resolved options as they enter the run identity: :attr:`added_later` ones at their old value
+        are left out (the manifest still records every option)."""
+        return {
+            key: value
+            for key, value in options.items()
+            if key not in self.added_later or value != self.added_later[key]
+        }
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -189,6 +274,7 @@ class MethodSpec:
             "trains": self.trains,
             "version": self.version,
             "options": dict(self.defaults),
+            "valid": {key: rule.description for key, rule in self.rules.items()},
         }
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from datetime import UTC, datetime
+from typing import IO, Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,15 +25,81 @@ from rich.table import Table
 from xpe_bench.languages import LanguageTable, joshi_label_order
 
 
+class LineProgress:
+    """A :class:`xpe_bench.methods.ProgressReporter` for logs: one line per ``interval`` seconds (phase,
+    done/total, the latest values reported, throughput, ETA), and one at the end of each phase.
+
+    What a job's log shows while it runs (rich bars draw only on a terminal).
+    """
+
+    def __init__(self, stream: IO[str], interval: float | None = None) -> None:
+        self.stream = stream
+        self.interval = (
+            float(os.environ.get("XPE_BENCH_PROGRESS_INTERVAL", 30)) if interval is None else interval
+        )
+        self._description = ""
+        self._total = self._done = self._first = 0
+        self._started = self._last = 0.0
+        self._info: dict[str, Any] = {}
+
+    def note(self, message: str) -> None:
+        self._write(message)
+
+    def start(self, description: str, total: int) -> None:
+        self._description, self._total, self._done, self._first = description, total, 0, 0
+        self._started = self._last = time.monotonic()
+        self._info = {}
+
+    def advance(self, steps: int = 1, **info: Any) -> None:
+        if self._done == 0 and not info:
+            self._first = steps  # a resumed phase starts part-way (training reports it so): rate from here
+        self._done += steps
+        self._info.update(info)
+        if time.monotonic() - self._last >= self.interval:
+            self._report()
+
+    def finish(self) -> None:
+        if self._description:
+            self._report()
+        self._description = ""
+
+    def _report(self) -> None:
+        self._last = now = time.monotonic()
+        elapsed = max(now - self._started, 1e-9)
+        rate = (self._done - self._first) / elapsed
+        remaining = (self._total - self._done) / rate if rate > 0 else float("inf")
+        values = "  ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in self._info.items()
+        )
+        eta = "-" if remaining == float("inf") else f"{remaining / 60:.1f} min"
+        percent = 100 * self._done / self._total if self._total else 100.0
+        self._write(
+            f"{self._description} {self._done}/{self._total} ({percent:.0f}%)  {values}  "
+            f"{rate:.2f}/s  elapsed {elapsed / 60:.1f} min  eta {eta}"
+        )
+
+    def _write(self, line: str) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        self.stream.write(f"[{stamp}] {line.rstrip()}\n")
+        self.stream.flush()
+
+
 class RichProgress:
-    """A :class:`xpe_bench.methods.ProgressReporter` drawing one rich progress bar per phase."""
+    """A :class:`xpe_bench.methods.ProgressReporter` drawing one rich progress bar per phase; when output is
+    not a terminal (a log file, a job's output) it prints :class:`LineProgress` lines instead."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self._progress: Progress | None = None
         self._task: Any = None
+        self._info: dict[str, Any] = {}
+        self._lines = None if console.is_terminal else LineProgress(console.file)
 
     def start(self, description: str, total: int) -> None:
+        if self._lines is not None:
+            self._lines.start(description, total)
+            return
+        self._info = {}
         self._progress = Progress(
             TextColumn("[bold]{task.description:<9}"),
             BarColumn(),
@@ -45,12 +115,20 @@ class RichProgress:
         self._task = self._progress.add_task(description, total=total, info="")
 
     def advance(self, steps: int = 1, **info: Any) -> None:
+        if self._lines is not None:
+            self._lines.advance(steps, **info)
+            return
         if self._progress is None:
             return
-        text = "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+        self._info.update(info)
+        text = "  ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in self._info.items()
+        )
         self._progress.update(self._task, advance=steps, info=text)
 
     def finish(self) -> None:
+        if self._lines is not None:
+            self._lines.finish()
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -59,15 +137,17 @@ class RichProgress:
 def emit(
     console: Console, rows: Sequence[Mapping[str, Any]], fmt: str, title: str, columns: Sequence[str]
 ) -> None:
-    """Print a listing as a rich table or as a JSON list of objects (for scripts)."""
+    """Print a listing as a rich table or as a JSON list of objects (for scripts).
+
+    Cells are text, never rich markup: an error such as ``KeyError: ['x']`` must keep its brackets."""
     if fmt == "json":
         console.print_json(json.dumps(list(rows), ensure_ascii=False))
         return
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+        table.add_row(*(escape(_cell(row.get(column))) for column in columns))
     console.print(table)
 
 

@@ -3,39 +3,47 @@
 Train once on the sources (or reuse the stored trained state), then predict every requested target language
 that has no stored predictions yet. Interrupting at any point loses at most the step since the last
 evaluation checkpoint or the language being predicted.
+
+The run directory is used only under its lock. What is read back is validated first, and what is unusable
+is recovered, never silently: a corrupt predictions file is moved to ``quarantine/`` and re-predicted from the
+stored state; a corrupt state (or fit checkpoint) is quarantined and re-trained; a corrupt manifest is rebuilt
+from the state's metadata when the state is sound. A run whose training diverges ends in status ``failed``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 import transformers
 
 from xpe_bench.backbones import Backbone, load_backbone
 from xpe_bench.budgets import Budget, subset_indices
+from xpe_bench.checkpoint import CheckpointError
 from xpe_bench.convergence import assess
-from xpe_bench.errors import UserInputError
+from xpe_bench.errors import RunFailed, UserInputError
 from xpe_bench.methods import FitContext, Method, MethodSpec, ProgressReporter, SilentProgress
-from xpe_bench.paths import cache_root, resolve_data_root
+from xpe_bench.paths import cache_root, resolve_data_root, safe_name_part
 from xpe_bench.plugins import Registry
 from xpe_bench.provenance import git_commit, hardware, package_versions
-from xpe_bench.store import RunStore, config_key
+from xpe_bench.store import MANIFEST_SCHEMA, CorruptRunFile, RunStore, config_key
 from xpe_bench.tasks import TaskData, TaskSpec
+from xpe_bench.training import checkpoint_step
 
 REGIMES = ("zero-shot-xlt", "supervised", "in-language")
 """zero-shot-xlt: train on the sources, test every target with no target data; supervised: start from a
 source-stage run, then train on each target's own split; in-language: train and test on each target alone."""
 INIT_PARTS = ("auto", "prompt", "all")
-MANIFEST_SCHEMA = 1
 
 
 @dataclass
@@ -67,6 +75,37 @@ class SourceStage:
 
 
 @dataclass
+class PreparedRun:
+    """One configuration resolved down to its identity and run directory, ready to execute."""
+
+    request: RunRequest
+    task: TaskSpec
+    spec: MethodSpec
+    options: dict[str, Any]
+    sources: list[str]
+    targets: list[str]
+    init: SourceStage | None
+    data: TaskData
+    train: datasets.Dataset
+    dev: datasets.Dataset
+    backbone: Backbone
+    backbone_seconds: float
+    identity: dict[str, Any]
+    store: RunStore
+
+    @property
+    def status(self) -> str:
+        """The stored status (``absent`` when nothing is stored yet; ``unreadable`` for a corrupt record)."""
+        try:
+            manifest = self.store.read_manifest()
+        except CorruptRunFile:
+            return "unreadable"
+        if manifest is None:
+            return "absent"
+        return str(manifest["status"]) if manifest["key"] == config_key(self.identity) else "foreign"
+
+
+@dataclass
 class RunOutcome:
     store: RunStore
     manifest: dict[str, Any]
@@ -84,6 +123,8 @@ class Reporters:
 
     train: ProgressReporter = field(default_factory=SilentProgress)
     evaluate: ProgressReporter = field(default_factory=SilentProgress)
+    note: Callable[[str], None] = lambda message: None
+    """One-line notices: resuming, reusing, recovering a corrupt file."""
 
 
 def _now() -> str:
@@ -109,21 +150,32 @@ class Runner:
     def __init__(self, registry: Registry, reporters: Reporters | None = None) -> None:
         self.registry = registry
         self.reporters = reporters or Reporters()
+        self._backbones: dict[str, tuple[Backbone, float]] = {}
 
     def resolve_languages(
         self, task: TaskSpec, sources: str | None, targets: str | None
     ) -> tuple[list[str], list[str]]:
-        source_codes = task.languages.resolve(sources or task.default_sources, option="--sources")
+        # An empty selection is an error of resolve(), never the task's default.
+        source_codes = task.languages.resolve(
+            task.default_sources if sources is None else sources, option="--sources"
+        )
         test_only = [code for code in source_codes if code in task.test_only]
         if test_only:
             raise UserInputError(
                 f"--sources: {test_only} have no training data in {task.name} (test-only targets)"
             )
-        target_codes = task.languages.resolve(targets or task.default_targets, option="--targets")
+        target_codes = task.languages.resolve(
+            task.default_targets if targets is None else targets, option="--targets"
+        )
         return source_codes, target_codes
 
     def execute(self, request: RunRequest) -> list[RunOutcome]:
         """Run the request's regime: one run (zero-shot-xlt) or one run per target language."""
+        return [self.run_prepared(prepared) for prepared in self.prepare(request)]
+
+    def prepare(self, request: RunRequest) -> list[PreparedRun]:
+        """Validate the request and resolve each of its runs to an identity and a run directory; nothing is
+        written. A ``supervised`` request needs its finished source-stage run (``init_from``)."""
         if request.regime not in REGIMES:
             raise UserInputError(f"--regime: {request.regime!r}; valid: {', '.join(REGIMES)}")
         task = self.registry.task(request.task)
@@ -133,13 +185,15 @@ class Runner:
                 raise UserInputError("--init-from is only used with --regime supervised")
             sources, targets = self.resolve_languages(task, request.sources, request.targets)
             options = spec.resolve_options(request.options)
-            return [self._run(request, task, spec, options, sources, targets, None)]
+            return [self._prepare(request, task, spec, options, sources, targets, None)]
         if request.sources is not None:
             raise UserInputError(
                 f"--sources is not used with --regime {request.regime}: every target language trains on "
                 "its own training split"
             )
-        targets = task.languages.resolve(request.targets or task.default_targets, option="--targets")
+        targets = task.languages.resolve(
+            task.default_targets if request.targets is None else request.targets, option="--targets"
+        )
         no_train = [lang for lang in targets if lang in task.test_only]
         if no_train:
             raise UserInputError(
@@ -149,7 +203,7 @@ class Runner:
         # The target stage's own option values (e.g. no XPE dropout); the user's options still win.
         options = spec.resolve_options({**spec.target_stage, **request.options})
         init = self._source_stage(request, task, spec) if request.regime == "supervised" else None
-        return [self._run(request, task, spec, options, [lang], [lang], init) for lang in targets]
+        return [self._prepare(request, task, spec, options, [lang], [lang], init) for lang in targets]
 
     def _source_stage(self, request: RunRequest, task: TaskSpec, spec: MethodSpec) -> SourceStage:
         if request.init_from is None:
@@ -189,7 +243,15 @@ class Runner:
             state=state,
         )
 
-    def _run(
+    def _backbone(self, name: str) -> tuple[Backbone, float]:
+        """Load a backbone once per runner (a sweep chunk runs many configurations on one backbone)."""
+        if name not in self._backbones:
+            started = time.perf_counter()
+            backbone = load_backbone(name, self.registry.backbones, cache_root())
+            self._backbones[name] = (backbone, time.perf_counter() - started)
+        return self._backbones[name]
+
+    def _prepare(
         self,
         request: RunRequest,
         task: TaskSpec,
@@ -198,21 +260,19 @@ class Runner:
         sources: list[str],
         targets: list[str],
         init: SourceStage | None,
-    ) -> RunOutcome:
+    ) -> PreparedRun:
         data = TaskData(task, resolve_data_root(request.data_dir))
         budget = request.budget
         train = _concat([_subset(data, lang, "train", budget.train_per_lang, budget) for lang in sources])
         dev = _concat([_subset(data, lang, "dev", budget.dev_per_lang, budget) for lang in sources])
 
-        started = time.perf_counter()
-        backbone = load_backbone(request.backbone, self.registry.backbones, cache_root())
-        backbone_seconds = time.perf_counter() - started
+        backbone, backbone_seconds = self._backbone(request.backbone)
         if init is not None and init.backbone_sha256 != backbone.weights_sha256:
             raise UserInputError(f"--init-from {init.path}: it was trained on other backbone weights")
 
         identity = {
             "task": {"name": task.name, "version": task.version, "definition_sha256": task.definition_sha256},
-            "method": {"name": spec.name, "version": spec.version, "options": options},
+            "method": {"name": spec.name, "version": spec.version, "options": spec.identity_options(options)},
             "backbone": {"name": backbone.name, "weights_sha256": backbone.weights_sha256},
             "budget": budget.fingerprint,
             "regime": request.regime,
@@ -223,55 +283,177 @@ class Runner:
         }
         if init is not None:
             identity["init_from"] = {"key": init.key, "parts": init.parts}
-        backbone_label = backbone.name.replace("/", "_")
-        label = f"{task.name}-{spec.name}-{backbone_label}-{budget.name.split('+')[0]}"
+        parts = [task.name, spec.name, backbone.name, budget.name.split("+")[0]]
         if request.regime != "zero-shot-xlt":
-            label += f"-{request.regime}-{sources[0]}"
-        store = RunStore.for_identity(request.runs_dir, identity, f"{label}-s{request.seed}")
-        manifest = store.read_manifest()
-        if manifest is not None and manifest.get("key") != config_key(identity):
-            raise RuntimeError(f"{store.path} holds a different configuration; refusing to overwrite it")
-        if manifest is None:
-            manifest = self._new_manifest(request, identity, task, spec, backbone, budget, sources)
-            if init is not None:
-                manifest["init_from"] = {"key": init.key, "path": init.path, "parts": init.parts}
-            store.write_manifest(manifest)
+            parts += [request.regime, sources[0]]
+        label = "-".join(safe_name_part(part) for part in [*parts, f"s{request.seed}"])
+        store = RunStore.for_identity(request.runs_dir, identity, label)
+        return PreparedRun(
+            request=request,
+            task=task,
+            spec=spec,
+            options=options,
+            sources=sources,
+            targets=targets,
+            init=init,
+            data=data,
+            train=train,
+            dev=dev,
+            backbone=backbone,
+            backbone_seconds=backbone_seconds,
+            identity=identity,
+            store=store,
+        )
 
+    def run_prepared(self, prepared: PreparedRun) -> RunOutcome:
+        """Execute one prepared run under its run directory's lock (:class:`RunLocked` if a live process
+        holds it): reuse what is stored and sound, recover what is not, train and predict the rest."""
+        request, task, spec, options = prepared.request, prepared.task, prepared.spec, prepared.options
+        targets, init, data, budget = prepared.targets, prepared.init, prepared.data, request.budget
+        train, dev, backbone, identity = prepared.train, prepared.dev, prepared.backbone, prepared.identity
+        store = prepared.store
+        # Everything that can fail on bad input (the method's setup, the targets' test files) fails before
+        # the run directory is created.
+        tests = {lang: _subset(data, lang, "test", budget.test_per_lang, budget) for lang in targets}
         transformers.set_seed(request.seed)
         method = spec.create(options)
         method.setup(backbone, task)
-        manifest["method"]["parameters"] = method.parameter_report().to_dict()
+        with store.locked():
+            removed = store.remove_temp_files()
+            if removed:
+                self.reporters.note(f"removed {removed} temporary file(s) left by an interrupted write")
+            manifest, stored = self._open_record(
+                request, store, identity, task, spec, options, backbone, budget, init
+            )
+            manifest["method"]["parameters"] = method.parameter_report().to_dict()
 
-        reused_state = store.has_state
-        if reused_state:
-            method.load_state_dict(store.load_state())
-        else:
-            if init is not None:
-                method.load_state_dict(method.state_dict() | init.state)
-            self._fit(method, store, manifest, train, dev, budget, request.seed)
-        manifest["data"]["files"] = dict(sorted(data.fingerprints.items()))
-        manifest["timings"]["backbone_load_seconds"] = backbone_seconds
+            reused_state = stored is not None
+            try:
+                if stored is not None:
+                    method.load_state_dict(stored[0])
+                else:
+                    if init is not None:
+                        method.load_state_dict(method.state_dict() | init.state)
+                    self._fit(method, store, manifest, train, dev, budget, request.seed)
+                manifest["data"]["files"] = dict(sorted(data.fingerprints.items()))
+                manifest["timings"]["backbone_load_seconds"] = prepared.backbone_seconds
 
-        already = set(store.predicted_languages())
-        reused_languages = [lang for lang in targets if lang in already]
-        todo = [lang for lang in targets if lang not in already]
-        self._predict(method, store, manifest, data, todo, budget)
+                already = set(self._valid_predictions(store, tests))
+                reused_languages = [lang for lang in targets if lang in already]
+                todo = {lang: test for lang, test in tests.items() if lang not in already}
+                self._predict(method, store, manifest, todo, budget)
+            except RunFailed as exc:
+                manifest["status"] = "failed"
+                manifest["failure"] = {"error": str(exc), "at": _now()}
+                manifest["updated"] = _now()
+                store.write_manifest(manifest)
+                store.clear_fit_dir()
+                raise RunFailed(f"{exc} (status 'failed' recorded in {store.path})") from exc
 
-        metrics_all = store.compute_metrics(task.num_labels)
-        store.write_metrics(metrics_all)
-        manifest["targets"] = sorted(metrics_all)
-        manifest["status"] = "complete"
-        manifest["updated"] = _now()
-        store.write_manifest(manifest)
-        return RunOutcome(
-            store=store,
-            manifest=manifest,
-            task=task,
-            targets=targets,
-            metrics={lang: metrics_all[lang] for lang in targets},
-            reused_state=reused_state,
-            reused_languages=reused_languages,
+            metrics_all = store.compute_metrics(task.num_labels)
+            store.write_metrics(metrics_all)
+            manifest["targets"] = sorted(metrics_all)
+            manifest["status"] = "complete"
+            manifest["updated"] = _now()
+            store.write_manifest(manifest)
+            return RunOutcome(
+                store=store,
+                manifest=manifest,
+                task=task,
+                targets=targets,
+                metrics={lang: metrics_all[lang] for lang in targets},
+                reused_state=reused_state,
+                reused_languages=reused_languages,
+            )
+
+    def _open_record(
+        self,
+        request: RunRequest,
+        store: RunStore,
+        identity: Mapping[str, Any],
+        task: TaskSpec,
+        spec: MethodSpec,
+        options: Mapping[str, Any],
+        backbone: Backbone,
+        budget: Budget,
+        init: SourceStage | None,
+    ) -> tuple[dict[str, Any], tuple[dict[str, torch.Tensor], dict[str, Any]] | None]:
+        """This configuration's manifest (stored, rebuilt or new, written) and its stored trained state."""
+        try:
+            manifest = store.read_manifest()
+        except CorruptRunFile as exc:
+            moved = store.quarantine(exc.path)
+            self.reporters.note(f"{exc} — moved to {moved.relative_to(store.path)}; rebuilding the record")
+            manifest = None
+        if manifest is not None and manifest["key"] != config_key(identity):
+            raise UserInputError(
+                f"{store.path} holds another configuration (key {manifest['key'][:12]}); refusing to "
+                "overwrite it: move it away or use another --runs-dir"
+            )
+        if manifest is not None and manifest["status"] == "failed":
+            raise RunFailed(
+                f"{store.path}: this configuration failed before "
+                f"({manifest.get('failure', {}).get('error')}); remove the directory to try again"
+            )
+        stored = self._stored_state(store, config_key(identity))
+        if manifest is not None:
+            # Same key, so the options differ at most by options added later at their old value
+            # (MethodSpec.added_later): the manifest names every option the run is scored under.
+            manifest["method"]["options"] = dict(options)
+            return manifest, stored
+        manifest = self._new_manifest(
+            request, identity, task, spec, options, backbone, budget, list(identity["sources"])
         )
+        if init is not None:
+            manifest["init_from"] = {"key": init.key, "path": init.path, "parts": init.parts}
+        if stored is not None and stored[1] is None:
+            self._discard_state(store, "the trained state has no fit report to rebuild the record from")
+            stored = None
+        if stored is not None:
+            manifest["fit"] = stored[1]
+            manifest["status"] = "trained"
+            manifest["recovered"] = "the run record was rebuilt from the trained state; timings were lost"
+        store.write_manifest(manifest)
+        return manifest, stored
+
+    def _stored_state(
+        self, store: RunStore, key: str
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None] | None:
+        """The stored trained state and its fit report (``None`` for states written before it was stored),
+        or ``None`` when there is no usable state."""
+        if not store.has_state:
+            return None
+        try:
+            metadata = store.state_metadata()
+            if metadata.get("run_key") != key:
+                raise CorruptRunFile(store.state_path, "it belongs to another run (its run_key differs)")
+            state = store.load_state()
+        except CorruptRunFile as exc:
+            self._discard_state(store, str(exc))
+            return None
+        return state, json.loads(metadata["fit"]) if "fit" in metadata else None
+
+    def _discard_state(self, store: RunStore, why: str) -> None:
+        """Quarantine an unusable trained state with the predictions made from it, and say so."""
+        moved = store.quarantine(store.state_path)
+        if store.predicted_languages():
+            store.quarantine(store.path / "predictions")
+        self.reporters.note(f"{why} — moved to {moved.parent.relative_to(store.path)}; re-training")
+
+    def _valid_predictions(self, store: RunStore, tests: Mapping[str, datasets.Dataset]) -> list[str]:
+        """The requested languages whose stored predictions are sound; corrupt ones are quarantined."""
+        valid = []
+        for lang in store.predicted_languages():
+            if lang not in tests:
+                continue
+            try:
+                store.read_predictions(lang, expected_ids=tests[lang]["id"])
+            except CorruptRunFile as exc:
+                moved = store.quarantine(exc.path)
+                self.reporters.note(f"{exc} — moved to {moved.relative_to(store.path)}; predicting it again")
+                continue
+            valid.append(lang)
+        return valid
 
     def _new_manifest(
         self,
@@ -279,6 +461,7 @@ class Runner:
         identity: Mapping[str, Any],
         task: TaskSpec,
         spec: MethodSpec,
+        options: Mapping[str, Any],
         backbone: Backbone,
         budget: Budget,
         sources: list[str],
@@ -291,7 +474,7 @@ class Runner:
             "updated": _now(),
             "identity": dict(identity),
             "task": task.describe(),
-            "method": {"name": spec.name, "version": spec.version, "options": identity["method"]["options"]},
+            "method": {"name": spec.name, "version": spec.version, "options": dict(options)},
             "backbone": backbone.describe(),
             "budget": budget.to_dict() | {"fingerprint": budget.fingerprint},
             "seed": request.seed,
@@ -326,13 +509,29 @@ class Runner:
         manifest["data"]["train_examples"] = len(train)
         manifest["data"]["dev_examples"] = len(dev)
         store.write_manifest(manifest)
+        for pickled in sorted(store.fit_dir.glob("*.pt")):  # checkpoints of versions before 0.2
+            moved = store.quarantine(pickled)
+            self.reporters.note(
+                f"{pickled.name}: a pickle checkpoint is never loaded (it could execute code) — moved to "
+                f"{moved.parent.relative_to(store.path)}"
+            )
+        resume_step = checkpoint_step(store.fit_dir)
+        if resume_step:
+            self.reporters.note(f"resuming the interrupted training from step {resume_step}")
         started = time.perf_counter()
         context = FitContext(train, dev, budget, seed, store.fit_dir, self.reporters.train)
-        report = method.fit(context)
+        try:
+            report = method.fit(context)
+        except CheckpointError as exc:
+            moved = store.quarantine(store.fit_dir)
+            self.reporters.note(f"{exc} — moved to {moved.relative_to(store.path)}; training from step 0")
+            context = FitContext(train, dev, budget, seed, store.fit_dir, self.reporters.train)
+            report = method.fit(context)
         manifest["timings"]["train_seconds"] += time.perf_counter() - started
         manifest["fit"] = report
         manifest["convergence"] = assess(report).to_dict()
-        store.save_state(method.state_dict(), {"run_key": manifest["key"]})
+        fit_json = json.dumps(report, allow_nan=False, sort_keys=True)
+        store.save_state(method.state_dict(), {"run_key": manifest["key"], "fit": fit_json})
         store.clear_fit_dir()
         manifest["status"] = "trained"
         manifest["updated"] = _now()
@@ -343,15 +542,15 @@ class Runner:
         method: Method,
         store: RunStore,
         manifest: dict[str, Any],
-        data: TaskData,
-        languages: list[str],
+        tests: Mapping[str, datasets.Dataset],
         budget: Budget,
     ) -> None:
-        tests = {lang: _subset(data, lang, "test", budget.test_per_lang, budget) for lang in languages}
         self.reporters.evaluate.start("evaluate", sum(len(t) for t in tests.values()))
         for lang, test in tests.items():
             started = time.perf_counter()
             scores = method.predict(test, budget)
+            if np.isnan(scores).any() or np.isposinf(scores).any():
+                raise RunFailed(f"{lang}: the method returned non-finite scores (NaN or +inf)")
             store.write_predictions(lang, test["id"], test["label"], scores)
             manifest["timings"]["eval_seconds"] += time.perf_counter() - started
             manifest["status"] = "evaluating"

@@ -1,14 +1,16 @@
 """Statistics for comparing runs: bootstrap intervals, paired tests, corrections, seeds.
 
 Everything works on *item correctness*: for one language, a method's predictions become a ``(seeds, items)``
-0/1 matrix (an abstention is wrong). Several seeds of one method are combined by averaging each item's
+0/1 matrix (an abstention is wrong; a tie at the top score between k labels earns 1/k when it holds the gold
+label, see :mod:`xpe_bench.metrics`). Several seeds of one method are combined by averaging each item's
 correctness over the seeds, so an item counts 2/3 correct when two of three seeds got it right. Every test
 below therefore uses seeds and items together instead of treating one seed as the truth: the test items are
 the resampling unit, the seeds are repeated measurements of each item. (The alternative, a permutation test
 stratified by (language, seed) pairs, needs seeds of the two methods paired one to one, which is arbitrary;
 averaging needs no pairing and also works for unequal seed counts.)
 
-Per-item sums are integers (correct seeds per item), so every bootstrap and permutation statistic is computed
+Per-item sums are integers (correct seeds per item; fractional credit is carried as integer numerators over
+a common denominator), so every bootstrap and permutation statistic is computed
 in exact integer arithmetic (held in floats, exact below 2**24): ties such as ``|resampled| >= |observed|``
 are decided exactly and results are bit-for-bit reproducible.
 
@@ -22,10 +24,13 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Literal
 
 import numpy as np
 from scipy import stats
+
+from xpe_bench.metrics import Ties, answer_weights
 
 RESAMPLES = 10_000
 SEED = 0
@@ -132,7 +137,7 @@ def _macro_f1(tp: np.ndarray, predicted: np.ndarray, gold: np.ndarray) -> np.nda
 
 
 def score_languages(
-    items: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    items: Mapping[str, tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, Sequence[Ties]]],
     num_labels: int,
     *,
     resamples: int = RESAMPLES,
@@ -141,57 +146,67 @@ def score_languages(
 ) -> dict[str, LanguageScores]:
     """Accuracy and macro-F1 with percentile bootstrap intervals over test items, for many languages.
 
-    ``items`` maps a language to ``(gold, pred)``: gold labels ``(n,)`` and predictions ``(n,)`` or
-    ``(seeds, n)`` (``-1`` = abstention, always wrong). With several seeds the estimate is the mean over
-    seeds and every bootstrap resample draws the same items for all seeds. All languages of the same size
-    share one resampling matrix and are scored with a few matrix products (per-label counts of every
-    resample), which keeps 205 languages × 204 items × 10,000 resamples to about a second.
+    ``items`` maps a language to ``(gold, pred)`` or ``(gold, pred, ties)``: gold labels ``(n,)``,
+    predictions ``(n,)`` or ``(seeds, n)`` (``-1`` = abstention) and, optionally, each seed's ties at the top
+    score. Items are credited as :mod:`xpe_bench.metrics` defines (abstentions wrong, ties 1/k), from its
+    integer answer weights, so every count stays an exact integer. With several seeds the estimate is the
+    mean over seeds and every bootstrap resample draws the same items for all seeds. All languages of the
+    same size share one resampling matrix and are scored with a few matrix products (per-label counts of
+    every resample), which keeps 205 languages × 204 items × 10,000 resamples to about a second.
     """
     labels = np.arange(num_labels)
-    prepared: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for lang, (gold_raw, pred_raw) in items.items():
+    prepared: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+    for lang, (gold_raw, pred_raw, *rest) in items.items():
         gold = np.asarray(gold_raw)
         if gold.ndim != 1 or gold.size == 0:
             raise ValueError(f"{lang}: gold must be a non-empty vector, got shape {gold.shape}")
         pred = _as_matrix(pred_raw, gold.size, f"{lang} predictions")
         if gold.min() < 0 or gold.max() >= num_labels or pred.min() < -1 or pred.max() >= num_labels:
             raise ValueError(f"{lang}: labels must lie in 0..{num_labels - 1} (predictions may be -1)")
-        prepared[lang] = (gold, pred)
+        ties: Sequence[Ties] = rest[0] if rest else [{}] * pred.shape[0]
+        if len(ties) != pred.shape[0]:
+            raise ValueError(f"{lang}: {len(ties)} sets of ties for {pred.shape[0]} seeds")
+        per_seed = [answer_weights(gold, row, num_labels, tied) for row, tied in zip(pred, ties, strict=True)]
+        denominator = math.lcm(*(d for _, d in per_seed))
+        weights = np.stack([w * (denominator // d) for w, d in per_seed])  # (S, n, K)
+        prepared[lang] = (gold, weights, denominator)
 
     shapes: dict[tuple[int, int], list[str]] = {}
-    for lang, (_, pred) in prepared.items():
-        shapes.setdefault(pred.shape, []).append(lang)
+    for lang, (gold, weights, _) in prepared.items():
+        shapes.setdefault((weights.shape[0], gold.size), []).append(lang)
     results: dict[str, LanguageScores] = {}
     for (seeds, n), langs in shapes.items():
-        weights = bootstrap_weights(n, resamples, seed)
+        bootstrap = bootstrap_weights(n, resamples, seed)
         for batch in _batches(langs, num_labels * (1 + 2 * seeds)):
+            # one denominator for the batch: counts are integers, divided by n * scale at the end
+            scale = math.lcm(*(prepared[lang][2] for lang in batch))
             gold = np.stack([prepared[lang][0] for lang in batch])  # (L, n)
-            pred = np.stack([prepared[lang][1] for lang in batch])  # (L, S, n)
+            answers = np.stack([prepared[lang][1] * (scale // prepared[lang][2]) for lang in batch])
             gold_hot = gold[:, None, :, None] == labels  # (L, 1, n, K)
-            pred_hot = pred[..., None] == labels  # (L, S, n, K)
-            # per language: gold counts, predicted counts per seed, true positives per seed (per label)
-            hot = np.concatenate([gold_hot, pred_hot, pred_hot & gold_hot], axis=1)  # (L, 1 + 2S, n, K)
+            # per language: gold counts, answer mass per seed, answer mass on the gold label per seed
+            hot = np.concatenate([gold_hot * scale, answers, answers * gold_hot], axis=1)  # (L, 1 + 2S, n, K)
             matrix = hot.transpose(2, 0, 1, 3).reshape(n, -1).astype(np.float32)
-            counts = (weights @ matrix).astype(np.float64).reshape(resamples, *hot.shape[:2], num_labels)
-            accuracy, f1 = _accuracy_and_f1(counts, seeds, n)  # (B, L) each
+            counts = (bootstrap @ matrix).astype(np.float64).reshape(resamples, *hot.shape[:2], num_labels)
+            accuracy, f1 = _accuracy_and_f1(counts, seeds, n * scale)  # (B, L) each
             observed = hot.sum(axis=2).astype(np.float64)  # every item drawn once
-            point_accuracy, point_f1 = _accuracy_and_f1(observed[None], seeds, n)
+            point_accuracy, point_f1 = _accuracy_and_f1(observed[None], seeds, n * scale)
             accuracy_ci = percentile_interval(accuracy, confidence)
             f1_ci = percentile_interval(f1, confidence)
-            per_seed = observed[:, 1 + seeds :].sum(axis=-1) / n  # (L, S)
+            per_seed_accuracy = observed[:, 1 + seeds :].sum(axis=-1) / (n * scale)  # (L, S)
             for i, lang in enumerate(batch):
                 results[lang] = LanguageScores(
                     n=n,
                     accuracy=Estimate(float(point_accuracy[0, i]), *map(float, accuracy_ci[:, i])),
                     macro_f1=Estimate(float(point_f1[0, i]), *map(float, f1_ci[:, i])),
-                    seed_accuracy=tuple(map(float, per_seed[i])),
+                    seed_accuracy=tuple(map(float, per_seed_accuracy[i])),
                     replicates=accuracy[:, i],
                 )
     return {lang: results[lang] for lang in items}
 
 
 def _accuracy_and_f1(counts: np.ndarray, seeds: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seed-mean accuracy and macro-F1 from ``(..., 1 + 2 seeds, labels)`` counts (gold, predicted, tp)."""
+    """Seed-mean accuracy and macro-F1 from ``(..., 1 + 2 seeds, labels)`` counts (gold, predicted, tp);
+    ``n`` is the number of items times the counts' denominator."""
     gold = counts[..., :1, :]
     predicted = counts[..., 1 : 1 + seeds, :]
     tp = counts[..., 1 + seeds :, :]
@@ -293,12 +308,36 @@ def minimum_detectable_effect(
     return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * math.sqrt(discordance / n))
 
 
-def _integer_differences(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per-item differences of seed-mean correctness as integers, and the scale they are multiplied by."""
-    if a.min() < 0 or a.max() > 1 or b.min() < 0 or b.max() > 1:
-        raise ValueError("correctness must be 0/1")
-    scale = math.lcm(a.shape[0], b.shape[0])
-    return a.sum(axis=0) * (scale // a.shape[0]) - b.sum(axis=0) * (scale // b.shape[0]), scale
+_MAX_DENOMINATOR = 5040
+"""Largest denominator of fractional credit accepted (lcm(1..10): ties among up to ten labels)."""
+
+
+def _as_fractions(correct: np.ndarray, what: str) -> tuple[np.ndarray, int]:
+    """Credit in [0, 1] as integer numerators over their least common denominator (1 for 0/1 correctness).
+
+    Fractional credit (a tie of k labels earns 1/k, :mod:`xpe_bench.metrics`) arrives as floats; it is
+    recovered exactly as a fraction so that the tests below keep working in integer arithmetic.
+    """
+    values = np.asarray(correct, dtype=np.float64)
+    if values.size and (values.min() < 0 or values.max() > 1):
+        raise ValueError(f"{what}: correctness must lie in [0, 1]")
+    denominator = math.lcm(
+        1, *(Fraction(v).limit_denominator(_MAX_DENOMINATOR).denominator for v in np.unique(values).tolist())
+    )
+    numerators = np.rint(values * denominator)
+    if not np.allclose(numerators, values * denominator, rtol=0, atol=1e-6):
+        raise ValueError(f"{what}: credit must be fractions with denominators up to {_MAX_DENOMINATOR}")
+    return numerators.astype(np.int64), denominator
+
+
+def _integer_differences(a: np.ndarray, b: np.ndarray, a_scale: int, b_scale: int) -> tuple[np.ndarray, int]:
+    """Per-item differences of seed-mean credit as integers, and the scale they are multiplied by.
+
+    ``a`` and ``b`` hold integer numerators ``(seeds, n)`` over ``a_scale`` and ``b_scale``.
+    """
+    a_total, b_total = a.shape[0] * a_scale, b.shape[0] * b_scale
+    scale = math.lcm(a_total, b_total)
+    return a.sum(axis=0) * (scale // a_total) - b.sum(axis=0) * (scale // b_total), scale
 
 
 def paired_tests(
@@ -314,8 +353,8 @@ def paired_tests(
 ) -> dict[str, PairedResult]:
     """Paired tests of A against B per language.
 
-    ``pairs`` maps a language to ``(correct_a, correct_b)``: 0/1 correctness ``(n,)`` or ``(seeds, n)``,
-    columns aligned by item. Tests:
+    ``pairs`` maps a language to ``(correct_a, correct_b)``: correctness ``(n,)`` or ``(seeds, n)``, columns
+    aligned by item: 0/1, or fractional credit (1/k for a tie of k labels). Tests:
 
     - ``mcnemar``: exact McNemar (one seed per method only; ``mid_p`` for the mid-p variant);
     - ``permutation``: exact sign-flip test of the seed-averaged per-item differences;
@@ -329,12 +368,14 @@ def paired_tests(
     prepared: dict[str, tuple[np.ndarray, int, float, float]] = {}
     for lang, (correct_a, correct_b) in pairs.items():
         n = np.shape(correct_a)[-1]
-        a = _as_matrix(correct_a, n, f"{lang} correct_a").astype(np.int64)
-        b = _as_matrix(correct_b, n, f"{lang} correct_b").astype(np.int64)
-        if test == "mcnemar" and (a.shape[0] > 1 or b.shape[0] > 1):
-            raise ValueError("McNemar's test needs one seed per method; use the permutation test for seeds")
-        d, scale = _integer_differences(a, b)
-        prepared[lang] = (d, scale, float(a.mean()), float(b.mean()))
+        a, a_scale = _as_fractions(_as_matrix(correct_a, n, f"{lang} correct_a"), f"{lang} correct_a")
+        b, b_scale = _as_fractions(_as_matrix(correct_b, n, f"{lang} correct_b"), f"{lang} correct_b")
+        if test == "mcnemar" and (a.shape[0] > 1 or b.shape[0] > 1 or a_scale > 1 or b_scale > 1):
+            raise ValueError(
+                "McNemar's test needs one seed per method and 0/1 correctness; use the permutation test"
+            )
+        d, scale = _integer_differences(a, b, a_scale, b_scale)
+        prepared[lang] = (d, scale, float(a.mean()) / a_scale, float(b.mean()) / b_scale)
 
     results: dict[str, PairedResult] = {}
     for n, langs in _by_size({lang: value[0].size for lang, value in prepared.items()}).items():

@@ -174,6 +174,18 @@ def builtin_task_specs() -> list[TaskSpec]:
     return specs
 
 
+def _decode(raw: bytes, path: Path) -> str:
+    """The file's text; a byte that is not UTF-8 is reported with its line, which a user can open."""
+    try:  # not utf-8-sig: its error offsets would not count the byte-order mark
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UserInputError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); data files "
+            "must be UTF-8 text"
+        ) from exc
+
+
 def _features(labels: tuple[str, ...]) -> datasets.Features:
     return datasets.Features(
         {
@@ -229,7 +241,7 @@ class TaskData:
         delimiter = "\t" if self.task.local.format == "tsv" else ","
         quoting = csv.QUOTE_MINIMAL if self.task.local.quoting_for(split) else csv.QUOTE_NONE
         # StringIO(newline="") splits records only at \n/\r, never at U+2028 or U+0085 inside a text.
-        text = io.StringIO(raw.decode("utf-8-sig"), newline="")
+        text = io.StringIO(_decode(raw, path), newline="")
         reader = csv.reader(text, delimiter=delimiter, quoting=quoting)
         header = next(reader, None)
         if header is None:

@@ -5,14 +5,17 @@ Texts are tokenised once per run into variable-length id arrays; batches are for
 member, which is what the authors' Trainer stack did and what keeps CPU time proportional to real tokens.
 
 Fit state (trainable parameters, optimizer, scheduler, RNG, best checkpoint, history) is checkpointed
-atomically at every evaluation, so a killed run resumes from its last evaluation with the same batch order.
+atomically at every evaluation (:mod:`xpe_bench.checkpoint`: safetensors + JSON, nothing that can execute code
+when read back), so a killed run resumes from its last evaluation with the same batch order.
+
+A non-finite training loss, gradient norm or dev score stops the fit with
+:class:`~xpe_bench.errors.RunFailed`: a diverged run must never pass for a finished one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,10 +29,12 @@ from transformers import get_cosine_with_hard_restarts_schedule_with_warmup, get
 from transformers.optimization import Adafactor
 
 from xpe_bench.budgets import Budget
+from xpe_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from xpe_bench.errors import RunFailed
 from xpe_bench.methods import ProgressReporter
 
 MEGABATCH_FACTOR = 50
-CHECKPOINT_NAME = "fit-checkpoint.pt"
+CHECKPOINT_NAME = "fit-checkpoint.safetensors"
 
 
 @dataclass
@@ -173,8 +178,17 @@ def build_scheduler(optimizer: torch.optim.Optimizer, budget: Budget, total_step
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
 
 
-def clip_grad(parameters: list[nn.Parameter], max_norm: float) -> None:
-    nn.utils.clip_grad_norm_(parameters, max_norm)
+def clip_grad(parameters: list[nn.Parameter], max_norm: float) -> float:
+    """Clip to ``max_norm`` (no-op when it is 0 or less); returns the total gradient norm before clipping."""
+    norm = nn.utils.clip_grad_norm_(parameters, max_norm if max_norm > 0 else math.inf)
+    return float(norm)
+
+
+def _diverged(what: str, value: float, step: int, budget: Budget) -> RunFailed:
+    return RunFailed(
+        f"non-finite {what} ({value}) at step {step}: training diverged under budget {budget.name!r} "
+        f"(learning rates {dict(budget.learning_rates)}); lower the learning rates or check the data"
+    )
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -186,6 +200,10 @@ def evaluate(model: nn.Module, encoded: Encoded, *, pad_id: int, budget: Budget)
     scores = predict_scores(
         model, encoded, pad_id=pad_id, batch_size=budget.eval_batch_size, precision=budget.precision
     )
+    if not np.isfinite(scores).all():
+        raise RunFailed(
+            f"non-finite dev scores ({int((~np.isfinite(scores)).sum())} values): the model diverged"
+        )
     logits = torch.from_numpy(scores)
     labels = torch.from_numpy(encoded.labels)
     loss = nn.functional.cross_entropy(logits, labels).item()
@@ -193,10 +211,12 @@ def evaluate(model: nn.Module, encoded: Encoded, *, pad_id: int, budget: Budget)
     return {"loss": loss, "accuracy": accuracy}
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def checkpoint_step(workdir: Path) -> int | None:
+    """The step a fit in ``workdir`` would resume from, or ``None`` when there is no readable checkpoint."""
+    try:
+        return int(load_checkpoint(workdir / CHECKPOINT_NAME)["loop"]["step"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
 
 
 def fit(
@@ -230,7 +250,7 @@ def fit(
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = workdir / CHECKPOINT_NAME
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = load_checkpoint(checkpoint)  # CheckpointError if corrupt: the runner decides what to do
         model.load_state_dict(saved["trainable"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -253,14 +273,18 @@ def fit(
         with autocast(budget.precision, device):
             logits = model(input_ids.to(device), mask.to(device))
         loss = nn.functional.cross_entropy(logits.float(), labels.to(device))
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise _diverged("training loss", loss_value, state["step"] + 1, budget)
         loss.backward()
-        if budget.grad_clip > 0:
-            clip_grad(trainable, budget.grad_clip)
+        grad_norm = clip_grad(trainable, budget.grad_clip)
+        if not math.isfinite(grad_norm):
+            raise _diverged("gradient norm", grad_norm, state["step"] + 1, budget)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] += 1
-        running_loss = 0.9 * running_loss + 0.1 * loss.item() if state["step"] > 1 else loss.item()
+        running_loss = 0.9 * running_loss + 0.1 * loss_value if state["step"] > 1 else loss_value
         progress.advance(1, loss=running_loss)
         if state["step"] % eval_every == 0 or state["step"] == total_steps:
             metrics = evaluate(model, dev, pad_id=pad_id, budget=budget) if len(dev) else {}
@@ -271,6 +295,7 @@ def fit(
                 **{f"dev_{k}": v for k, v in metrics.items()},
             }
             state["history"].append(record)
+            progress.advance(0, loss=running_loss, **{f"dev_{k}": v for k, v in metrics.items()})
             if metrics:
                 improved = state["best"] is None or (metrics["accuracy"], -metrics["loss"]) > (
                     state["best"]["dev_accuracy"],
@@ -285,7 +310,7 @@ def fit(
                     else math.inf
                 )
                 state["bad_evals"] = 0 if metrics["loss"] < best_loss else state["bad_evals"] + 1
-            _atomic_torch_save(
+            save_checkpoint(
                 {
                     "trainable": trainable_state(model),
                     "optimizer": optimizer.state_dict(),

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import FitContext, Method, MethodSpec, ParameterReport, parameter_report
+from xpe_bench.methods import FitContext, Method, MethodSpec, ParameterReport, Range, parameter_report
 
 
 class NearestCentroid(Method):
@@ -69,5 +69,6 @@ def xpe_bench_methods() -> list[MethodSpec]:
             description="example plugin: nearest class centroid of frozen mean-pooled embeddings",
             factory=NearestCentroid,
             defaults={"batch_size": 64},
+            rules={"batch_size": Range(1)},
         )
     ]

@@ -1,0 +1,213 @@
+"""Sweeps: expansion, identity and idempotency, debug and local launchers end to end (with a forced timeout
+that requeues and resumes), and the SLURM script submitit generates (fake ``sbatch`` on PATH)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from xpe_bench.cli import app
+from xpe_bench.errors import UserInputError
+from xpe_bench.runner import Runner
+from xpe_bench.sweep import Entry, load_sweep, pack, plan, submit
+from xpe_bench.sweep import Resources as SweepResources
+
+cli = CliRunner()
+SWEEP = """
+name = "tiny"
+runs_dir = "{runs}"
+[fixed]
+backbone = "tiny-random"
+budget = "{budget}"
+sources = "eng_Latn"
+targets = "eng_Latn,kat_Geor"
+[axes]
+method = ["spt", "xpe"]
+seed = [1, 2]
+[[runs]]
+method = "zero-shot"
+seed = 1
+"""
+BUDGET = """
+name = "sweep-test"
+version = 1
+train_per_lang = 16
+dev_per_lang = 8
+test_per_lang = 16
+max_steps = 40
+batch_size = 4
+eval_batch_size = 16
+max_length = 32
+eval_every = 5
+optimizer = "adamw"
+learning_rates = { prompt = 1e-2, prompt_encoder = 1e-3, head = 1e-3, backbone = 3e-5 }
+"""
+
+
+def _sweep_file(folder: Path, runs: Path) -> Path:
+    budget = folder / "sweep-test.toml"
+    budget.write_text(BUDGET)
+    path = folder / "tiny.toml"
+    path.write_text(SWEEP.format(runs=runs, budget=budget))
+    return path
+
+
+def _outputs(runs: Path) -> dict[str, bytes]:
+    return {
+        f"{p.parent.parent.name}/{p.name}": p.read_bytes() for p in sorted(runs.glob("*/predictions/*.jsonl"))
+    }
+
+
+def test_expansion_validation_and_packing(tmp_path):
+    sweep = load_sweep(_sweep_file(tmp_path, tmp_path / "runs"))
+    assert len(sweep.entries) == 5
+    assert sorted((e.values["method"], e.values["seed"]) for e in sweep.entries) == [
+        ("spt", 1), ("spt", 2), ("xpe", 1), ("xpe", 2), ("zero-shot", 1)
+    ]  # fmt: skip
+    assert all(e.values["budget"].endswith("sweep-test.toml") for e in sweep.entries)
+    assert len({e.id for e in sweep.entries}) == 5
+    assert [len(chunk) for chunk in pack(sweep.entries, 2)] == [3, 2]
+    assert [len(chunk) for chunk in pack(sweep.entries, 9)] == [1] * 5
+
+    source = Entry({"method": "xpe", "task": "sib200", "backbone": "b", "budget": "paper", "seed": 1})
+    target = Entry(dict(source.values) | {"regime": "supervised", "init_from": {}, "budget": "paper"})
+    assert target.source_stage() == Entry(dict(source.values) | {"regime": "zero-shot-xlt"})
+    chunks = pack([target, Entry(dict(source.values) | {"regime": "zero-shot-xlt"})], 2)
+    assert len(chunks) == 1 and chunks[0][0].values["regime"] == "zero-shot-xlt"  # the source stage first
+
+    bad = tmp_path / "bad.toml"
+    for text, message in [
+        ('name = "x"\n[axes]\nmethod = "spt"', "must be a non-empty list"),
+        ('name = "x"\n[axes]\nmethods = ["spt"]', "unknown fields ['methods']"),
+        ('name = "x"\n[axes]\nseed = ["one"]', "must be an integer"),
+        ('name = "../x"\n[axes]\nseed = [1]', "must be letters"),
+        ('name = "x"\n[[runs]]\nregime = "supervised"', "init_from"),
+        ('name = "x"', "has no runs"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(UserInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load_sweep(bad)
+
+
+def test_debug_sweep_end_to_end_and_resubmission_is_a_no_op(registry, tmp_path):
+    runs = tmp_path / "runs"
+    path = _sweep_file(tmp_path, runs)
+    result = cli.invoke(app, ["sweep", "plan", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    overall = next(row for row in json.loads(result.stdout) if row["group"] == "all")
+    assert overall["runs"] == 5 and overall["to run"] == 5
+    result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "debug"])
+    assert result.exit_code == 0, result.output
+    assert "5 entries in 1 debug job" in result.output
+    sweep = load_sweep(path)
+    assert {run.state for run in plan(sweep, Runner(registry))} == {"done"}
+    result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "debug"])
+    assert result.exit_code == 0 and "nothing to submit" in result.output
+    assert len(_outputs(runs)) == 10
+    collected = cli.invoke(app, ["sweep", "collect", str(path), "--out", str(tmp_path / "compact")])
+    assert collected.exit_code == 0 and "5 of 5 runs collected" in collected.output
+    assert len(list((tmp_path / "compact").glob("*.json.gz"))) == 5
+
+
+def test_local_sweep_survives_a_forced_timeout(registry, tmp_path):
+    reference = tmp_path / "reference"
+    (tmp_path / "uninterrupted").mkdir()
+    submit(
+        load_sweep(_sweep_file(tmp_path / "uninterrupted", reference)),
+        Runner(registry),
+        launcher="debug",
+        max_parallel=1,
+        runs_per_job=1,
+        resources=SweepResources(),
+    )
+    runs = tmp_path / "runs"
+    path = _sweep_file(tmp_path, runs)
+    result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "local", "--time", "30"])
+    assert result.exit_code == 0, result.output
+    assert "5 entries in 1 local job" in result.output
+
+    # The timeout signal (what SLURM or the local controller sends before the time limit), sent once the
+    # first run has written a training checkpoint: the job checkpoints itself and is requeued.
+    deadline = time.monotonic() + 240
+    owner = None
+    while time.monotonic() < deadline:
+        checkpoints = list(runs.glob("*/fit/fit-checkpoint.safetensors"))
+        owners = list(runs.glob("*/run.owner.json"))
+        if checkpoints and owners:
+            try:
+                owner = json.loads(owners[0].read_text())["pid"]
+                break
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.02)
+    assert owner is not None, "the local job never started training"
+    os.kill(owner, signal.SIGUSR2)
+
+    sweep = load_sweep(path)
+    while time.monotonic() < deadline:
+        result = cli.invoke(app, ["sweep", "status", str(path), "--format", "json"])
+        rows = json.loads(result.stdout)
+        if all(row["state"] == "done" for row in rows) and all(r["job state"] == "FINISHED" for r in rows):
+            break
+        time.sleep(1)
+    assert all(row["state"] == "done" for row in rows), rows
+    (record,) = [json.loads(line) for line in (sweep.folder / "submissions.jsonl").open()]
+    log = Path(record["stdout"]).read_text() + Path(record["stderr"]).read_text()
+    assert "Requeued" in log, log[-2000:]
+    assert "resuming the interrupted training from step" in log, log[-2000:]
+    assert _outputs(runs).keys() == _outputs(reference).keys()
+    assert list(_outputs(runs).values()) == list(_outputs(reference).values())
+
+
+def test_slurm_script_with_a_fake_sbatch(registry, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "sbatch-calls"
+    calls.mkdir()
+    fake = bin_dir / "sbatch"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'n=$(ls {calls} | wc -l); cp "$1" {calls}/script-$n.sh\n'
+        'echo "Submitted batch job 424$n"\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    for tool in ("srun", "scancel", "sacct"):  # submitit checks that it is on a SLURM cluster
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    path = _sweep_file(tmp_path, tmp_path / "runs")
+    result = cli.invoke(
+        app,
+        [
+            *("sweep", "submit", str(path), "--launcher", "slurm", "--runs-per-job", "1"),
+            *("--max-array-size", "3", "--array-parallelism", "2", "--partition", "gpu", "--account", "nlp"),
+            *("--gpus-per-job", "1", "--mem", "32G", "--time", "90", "--slurm-arg", "constraint=a100"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "5 entries in 5 slurm job(s)" in result.output
+    scripts = sorted(calls.glob("script-*.sh"))
+    assert len(scripts) == 2  # 5 array tasks, split at 3
+    first, second = (script.read_text() for script in scripts)
+    assert "#SBATCH --array=0-2%2" in first and "#SBATCH --array=0-1%2" in second
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=nlp",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --mem=32G",
+        "#SBATCH --time=90",
+        "#SBATCH --signal=USR2@90",
+        "#SBATCH --constraint=a100",
+    ):
+        assert line in first, line
+    sweep_folder = load_sweep(path).folder.resolve()
+    assert f"#SBATCH --output={sweep_folder}/jobs/%A_%a/%A_%a_0_log.out" in first
+    records = [json.loads(line) for line in (load_sweep(path).folder / "submissions.jsonl").open()]
+    assert [r["job_id"] for r in records] == ["4240_0", "4240_1", "4240_2", "4241_0", "4241_1"]

@@ -1,0 +1,521 @@
+"""Sweeps: many run configurations from one TOML file, executed through submitit (debug, local or SLURM).
+
+A sweep file holds fixed settings, axes whose product is the grid, and optional extra runs::
+
+    name = "sib200-joshi5"
+    runs_dir = "runs/sib200-joshi5"
+    [fixed]
+    task = "sib200"
+    sources = "joshi5"
+    targets = "all"
+    budget = "quick"
+    [axes]
+    method = ["spt", "xpe"]
+    seed = [1, 2, 3]
+    [[runs]]                       # outside the grid; merged over [fixed]
+    method = "zero-shot"
+    seed = 1
+
+A run's identity is the content hash the runner computes (:meth:`xpe_bench.runner.Runner.prepare`), so the
+plan knows, from the run directories alone, what is done, what a live process holds (its lock), what failed
+and what is left; submitting a sweep again submits only what is left. A ``supervised`` entry names its
+source-stage run with ``init_from = {…}`` (fields that differ from the entry, e.g. ``{regime =
+"zero-shot-xlt", sources = "joshi5"}``); it is blocked until that run is finished, and is packed into the same
+job, after it, when both are submitted together.
+
+The job payload is a :class:`SweepJob` that submitit pickles into the sweep folder (that is how submitit
+works): keep the sweep folder private (it is created mode 0700). Nothing of the results travels that way:
+status and collection read the run directories (JSON and safetensors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import signal
+import sys
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from xpe_bench.errors import UserInputError
+
+ENTRY_FIELDS = {
+    "task": str,
+    "method": str,
+    "backbone": str,
+    "sources": str,
+    "targets": str,
+    "budget": str,
+    "seed": int,
+    "regime": str,
+    "options": dict,
+    "data_dir": str,
+    "init_from": dict,
+    "init_parts": str,
+}
+"""What a sweep entry may set (the fields of a run request), with their TOML types."""
+DEFAULTS: Mapping[str, Any] = {"task": "sib200", "method": "spt", "backbone": "me5-small", "budget": "quick"}
+LAUNCHERS = ("debug", "local", "slurm")
+SUBMISSIONS = "submissions.jsonl"
+JOBS = "jobs"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One configuration of the sweep: a run request in plain values (what a job receives)."""
+
+    values: Mapping[str, Any]
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(json.dumps(self.values, sort_keys=True).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        v = self.values
+        options = ",".join(f"{k}={val}" for k, val in sorted(v.get("options", {}).items()))
+        text = f"{v['method']}{f'[{options}]' if options else ''} {v['task']} s{v.get('seed', 1)}"
+        return text + (f" {v['regime']}" if v.get("regime", "zero-shot-xlt") != "zero-shot-xlt" else "")
+
+    def source_stage(self) -> Entry | None:
+        """The entry of the run a ``supervised`` entry starts from."""
+        init = self.values.get("init_from")
+        if init is None:
+            return None
+        values = {k: v for k, v in self.values.items() if k not in {"init_from", "init_parts"}}
+        values |= {"regime": "zero-shot-xlt"} | dict(init)
+        return Entry(values)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: Path
+    runs_dir: Path
+    entries: tuple[Entry, ...]
+    description: str = ""
+
+    @property
+    def folder(self) -> Path:
+        """Where the sweep keeps its submissions and job logs (beside the runs, on the same storage)."""
+        return self.runs_dir / ".sweeps" / self.name
+
+
+def _check_entry(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    unknown = set(values) - set(ENTRY_FIELDS)
+    if unknown:
+        raise UserInputError(f"{where}: unknown fields {sorted(unknown)}; valid: {sorted(ENTRY_FIELDS)}")
+    for key, value in values.items():
+        kind = ENTRY_FIELDS[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UserInputError(f"{where}: {key} = {value!r} must be an integer")
+        if kind is not int and not isinstance(value, kind):
+            raise UserInputError(f"{where}: {key} = {value!r} must be a {kind.__name__}")
+    if "init_from" in values and values.get("regime") != "supervised":
+        raise UserInputError(f"{where}: init_from is only used with regime = 'supervised'")
+    if values.get("regime") == "supervised" and "init_from" not in values:
+        raise UserInputError(f"{where}: a supervised entry names its source-stage run with init_from = {{…}}")
+    return DEFAULTS | dict(values)
+
+
+def load_sweep(path: Path) -> Sweep:
+    """Read and expand a sweep file; every problem is a one-line :class:`UserInputError` naming it."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserInputError(f"sweep file {path} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path} is not valid TOML: {exc}") from exc
+    known = {"name", "description", "runs_dir", "fixed", "axes", "runs"}
+    if set(raw) - known:
+        raise UserInputError(f"{path}: unknown keys {sorted(set(raw) - known)}; valid: {sorted(known)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise UserInputError(f"{path}: name = {name!r} must be letters, digits, '-', '_' or '.'")
+    fixed = raw.get("fixed", {})
+    axes = raw.get("axes", {})
+    if not isinstance(fixed, dict) or not isinstance(axes, dict):
+        raise UserInputError(f"{path}: [fixed] and [axes] are tables")
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise UserInputError(f"{path}: axes.{key} must be a non-empty list")
+    entries: list[Entry] = []
+    if axes:
+        keys = list(axes)
+        for combination in itertools.product(*(axes[k] for k in keys)):
+            values = fixed | dict(zip(keys, combination, strict=True))
+            entries.append(
+                Entry(_check_entry(values, f"{path} [axes] {dict(zip(keys, combination, strict=True))}"))
+            )
+    for i, extra in enumerate(raw.get("runs", [])):
+        entries.append(Entry(_check_entry(fixed | extra, f"{path} [[runs]] #{i + 1}")))
+    if not entries:
+        raise UserInputError(f"{path}: the sweep has no runs (give [axes] or [[runs]])")
+    unique = list({entry.id: entry for entry in entries}.values())
+    runs_dir = Path(raw.get("runs_dir", "runs"))
+    return Sweep(name, path, runs_dir, tuple(unique), str(raw.get("description", "")))
+
+
+# planning -------------------------------------------------------------------------------------------------
+@dataclass
+class PlannedRun:
+    entry: Entry
+    state: str
+    """``done``, ``running`` (a live process holds it), ``partial`` (interrupted), ``to run``, ``failed``,
+    ``blocked`` (its source-stage run is not finished) or ``unreadable``."""
+    run_dir: Path | None
+    detail: str = ""
+
+
+def _request(entry: Entry, runs_dir: Path, init_from: Path | None) -> Any:
+    from xpe_bench.budgets import load_budget
+    from xpe_bench.runner import RunRequest
+
+    v = entry.values
+    return RunRequest(
+        task=v["task"],
+        method=v["method"],
+        budget=load_budget(v["budget"]),
+        seed=v.get("seed", 1),
+        runs_dir=runs_dir,
+        backbone=v["backbone"],
+        sources=v.get("sources"),
+        targets=v.get("targets"),
+        data_dir=Path(v["data_dir"]) if "data_dir" in v else None,
+        options=dict(v.get("options", {})),
+        regime=v.get("regime", "zero-shot-xlt"),
+        init_from=init_from,
+        init_parts=v.get("init_parts", "auto"),
+    )
+
+
+_STATE_OF_STATUS = {
+    "absent": "to run",
+    "created": "partial",
+    "training": "partial",
+    "trained": "partial",
+    "evaluating": "partial",
+    "complete": "done",
+    "failed": "failed",
+    "unreadable": "unreadable",
+    "foreign": "unreadable",
+}
+
+
+def prepare_entry(runner: Any, entry: Entry, runs_dir: Path) -> list[Any] | str:
+    """The entry's prepared runs, or why it is blocked (a supervised entry whose source is not finished)."""
+    init_from = None
+    source = entry.source_stage()
+    if source is not None:
+        (stage,) = runner.prepare(_request(source, runs_dir, None))
+        if stage.status != "complete":
+            return f"waits for its source-stage run {stage.store.path.name} ({stage.status})"
+        init_from = stage.store.path
+    return runner.prepare(_request(entry, runs_dir, init_from))
+
+
+def plan(sweep: Sweep, runner: Any) -> list[PlannedRun]:
+    """Where every run of the sweep stands, from its run directory (nothing is written)."""
+    planned = []
+    for entry in sweep.entries:
+        prepared = prepare_entry(runner, entry, sweep.runs_dir)
+        if isinstance(prepared, str):
+            planned.append(PlannedRun(entry, "blocked", None, prepared))
+            continue
+        for run in prepared:
+            state = _STATE_OF_STATUS[run.status]
+            if state in {"partial", "to run"} and run.store.is_locked():
+                state = "running"
+            planned.append(PlannedRun(entry, state, run.store.path))
+    return planned
+
+
+def summarize(
+    planned: Sequence[PlannedRun], axes: Iterable[str] = ("method", "seed")
+) -> list[dict[str, Any]]:
+    """Counts of run states per value of each axis, and overall (the plan's table)."""
+    states = ["done", "running", "partial", "to run", "blocked", "failed", "unreadable"]
+    rows = []
+    for axis in [*axes, None]:
+        groups: dict[str, list[PlannedRun]] = {}
+        for run in planned:
+            label = "all" if axis is None else f"{axis}={run.entry.values.get(axis, '-')}"
+            groups.setdefault(label, []).append(run)
+        for label, runs in groups.items():
+            counts = {state: sum(run.state == state for run in runs) for state in states}
+            rows.append({"group": label, "runs": len(runs), **counts})
+    return rows
+
+
+# packing --------------------------------------------------------------------------------------------------
+def pack(entries: Sequence[Entry], chunks: int) -> list[list[Entry]]:
+    """Split entries into at most ``chunks`` jobs: a supervised entry stays with its source-stage entry (after
+    it); entries on one backbone share a job where they can (the backbone loads once per job)."""
+    ids = {entry.id for entry in entries}
+    groups: dict[str, list[Entry]] = {}
+    for entry in sorted(entries, key=lambda e: e.source_stage() is not None):  # source stages first
+        source = entry.source_stage()
+        anchor = source.id if source is not None and source.id in ids else entry.id
+        groups.setdefault(anchor, []).append(entry)
+    ordered = sorted(
+        groups.values(), key=lambda group: (group[0].values["backbone"], group[0].values["method"])
+    )
+    chunks = max(1, min(chunks, len(ordered)))
+    size = math.ceil(len(ordered) / chunks)
+    return [[e for group in ordered[i : i + size] for e in group] for i in range(0, len(ordered), size)]
+
+
+# execution ------------------------------------------------------------------------------------------------
+class SweepJob:
+    """What one submitit job runs: its entries, in order, skipping what is done or held by a live process.
+
+    Requeued on timeout or preemption (submitit calls :meth:`checkpoint`): the new attempt skips the finished
+    runs and resumes the interrupted one from its last evaluation checkpoint.
+    """
+
+    def __init__(self, runs_dir: str, entries: Sequence[Mapping[str, Any]]) -> None:
+        self.runs_dir = runs_dir
+        self.entries = [dict(values) for values in entries]
+
+    def __call__(self) -> dict[str, int]:
+        from xpe_bench.errors import RunFailed
+        from xpe_bench.plugins import load_registry
+        from xpe_bench.report import LineProgress
+        from xpe_bench.runner import Reporters, Runner
+        from xpe_bench.store import RunLocked
+
+        strip_single_process_distributed_env()
+        out = LineProgress(sys.stdout)
+        runner = Runner(
+            load_registry(), Reporters(train=out, evaluate=LineProgress(sys.stdout), note=out.note)
+        )
+        counts = {"done": 0, "ran": 0, "skipped": 0, "failed": 0, "blocked": 0}
+        for values in self.entries:
+            entry = Entry(values)
+            prepared = prepare_entry(runner, entry, Path(self.runs_dir))
+            if isinstance(prepared, str):
+                out.note(f"{entry.describe()}: blocked, {prepared}")
+                counts["blocked"] += 1
+                continue
+            for run in prepared:
+                name = run.store.path.name
+                if run.status == "complete":
+                    out.note(f"{name}: done already")
+                    counts["done"] += 1
+                    continue
+                out.note(f"{name}: {'resuming' if run.status != 'absent' else 'starting'}")
+                try:
+                    runner.run_prepared(run)
+                except RunLocked as exc:
+                    out.note(f"{name}: skipped, {exc}")
+                    counts["skipped"] += 1
+                except (RunFailed, UserInputError) as exc:
+                    out.note(f"{name}: failed, {exc}")
+                    counts["failed"] += 1
+                else:
+                    out.note(f"{name}: complete")
+                    counts["ran"] += 1
+        return counts
+
+    def checkpoint(self) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SweepJob(self.runs_dir, self.entries))
+
+
+def strip_single_process_distributed_env() -> None:
+    """Remove distributed-training variables a job inherits (SLURM + accelerate/torchrun set them) when the
+    job is a single process: torch would otherwise wait for peers that do not exist."""
+    if os.environ.get("WORLD_SIZE", "1") == "1":
+        for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+            os.environ.pop(name, None)
+
+
+@dataclass
+class Resources:
+    """What each job asks the launcher for (SLURM's flags; ``time_min`` is also the local timeout)."""
+
+    time_min: float = 240
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    array_parallelism: int = 256
+    max_array_size: int = 1000
+    signal_delay_s: int = 90
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _executor(launcher: str, folder: Path, resources: Resources) -> Any:
+    import submitit
+
+    if launcher == "debug":
+        return submitit.DebugExecutor(folder=str(folder / JOBS / "%j"))
+    if launcher == "local":
+        executor = submitit.LocalExecutor(folder=str(folder / JOBS / "%j"), max_num_timeout=10)
+        executor.update_parameters(
+            timeout_min=resources.time_min,
+            signal_delay_s=min(resources.signal_delay_s, int(resources.time_min * 60 // 2)),
+            gpus_per_node=resources.gpus_per_job,
+        )
+        return executor
+    executor = submitit.SlurmExecutor(folder=str(folder / JOBS / "%j"), max_num_timeout=10)
+    parameters: dict[str, Any] = {
+        "time": math.ceil(resources.time_min),
+        "array_parallelism": resources.array_parallelism,
+        "signal_delay_s": resources.signal_delay_s,
+        "job_name": f"xpe-bench-{folder.name}",
+    }
+    optional = {
+        "partition": resources.partition,
+        "account": resources.account,
+        "qos": resources.qos,
+        "cpus_per_task": resources.cpus_per_task,
+        "mem": resources.mem,
+        "gpus_per_node": resources.gpus_per_job or None,
+    }
+    parameters |= {k: v for k, v in optional.items() if v is not None}
+    if resources.extra:
+        parameters["additional_parameters"] = dict(resources.extra)
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def submit(
+    sweep: Sweep,
+    runner: Any,
+    *,
+    launcher: str,
+    max_parallel: int,
+    runs_per_job: int,
+    resources: Resources,
+) -> list[dict[str, Any]]:
+    """Submit every run that is not done (nor held by a live job); returns the submission records.
+
+    ``debug`` runs the jobs here and now; ``local`` and ``slurm`` return as soon as the jobs are queued.
+    Local jobs are ``max_parallel`` processes, each working through its share; SLURM jobs hold
+    ``runs_per_job`` entries each, in arrays of at most ``max_array_size`` tasks with ``%array_parallelism``.
+    """
+    if launcher not in LAUNCHERS:
+        raise UserInputError(f"--launcher: {launcher!r}; valid: {', '.join(LAUNCHERS)}")
+    folder = sweep.folder.resolve()
+    planned = plan(sweep, runner)
+    wanted = {run.entry.id: run.entry for run in planned if run.state in {"to run", "partial", "blocked"}}
+    # blocked entries go along only when their source-stage run is submitted with them
+    entries = [
+        e
+        for e in wanted.values()
+        if e.source_stage() is None or e.source_stage().id in wanted  # type: ignore[union-attr]
+    ]
+    if not entries:
+        return []
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    chunks = pack(
+        entries, max_parallel if launcher != "slurm" else math.ceil(len(entries) / max(1, runs_per_job))
+    )
+    executor = _executor(launcher, folder, resources)
+    runs_dir = str(sweep.runs_dir.resolve())
+    records = []
+    for start in range(0, len(chunks), resources.max_array_size if launcher == "slurm" else len(chunks)):
+        batch = chunks[start : start + resources.max_array_size]
+        jobs = []
+        if launcher == "slurm":
+            with executor.batch():
+                jobs = [executor.submit(SweepJob(runs_dir, [e.values for e in chunk])) for chunk in batch]
+        else:
+            jobs = [executor.submit(SweepJob(runs_dir, [e.values for e in chunk])) for chunk in batch]
+        for job, chunk in zip(jobs, batch, strict=True):
+            records.append(
+                {
+                    "submitted": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "launcher": launcher,
+                    "job_id": str(job.job_id),
+                    "entries": [entry.id for entry in chunk],
+                    "stdout": str(job.paths.stdout),
+                    "stderr": str(job.paths.stderr),
+                }
+            )
+        if launcher == "debug":  # in-process: run now (and let exceptions surface, as a debugger wants)
+            for job in jobs:
+                job.result()
+    with (folder / SUBMISSIONS).open("a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    return records
+
+
+def node_local(path: Path) -> bool:
+    """Whether ``path`` is on storage private to one node on most clusters (``/tmp``, ``/var/tmp``)."""
+    parts = path.resolve().parts
+    return parts[:2] == ("/", "tmp") or parts[:3] == ("/", "var", "tmp")
+
+
+def submissions(sweep: Sweep) -> list[dict[str, Any]]:
+    path = sweep.folder / SUBMISSIONS
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path}: line {number} is not valid JSON ({exc})") from exc
+    return records
+
+
+def job_state(record: Mapping[str, Any]) -> str:
+    """The engine's state of a submitted job: SLURM's (``sacct``), or a local process's liveness."""
+    if record["launcher"] == "debug":
+        return "FINISHED"
+    if record["launcher"] == "local":
+        try:
+            os.kill(int(record["job_id"]), 0)
+        except ProcessLookupError:
+            return "FINISHED"
+        except PermissionError:
+            return "RUNNING"
+        return "RUNNING"
+    import submitit
+
+    folder = Path(record["stdout"]).parent
+    return str(submitit.SlurmJob(folder=folder, job_id=record["job_id"]).state)
+
+
+def latest_jobs(sweep: Sweep) -> dict[str, dict[str, Any]]:
+    """Entry id -> the newest submission record that holds it."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in submissions(sweep):
+        for entry_id in record["entries"]:
+            latest[entry_id] = record
+    return latest
+
+
+def cancel(sweep: Sweep) -> list[str]:
+    """Cancel every submitted job that is still alive; returns their ids."""
+    cancelled = []
+    for record in {r["job_id"]: r for r in latest_jobs(sweep).values()}.values():
+        if job_state(record) not in {"RUNNING", "PENDING", "REQUEUED", "SUSPENDED"}:
+            continue
+        if record["launcher"] == "local":
+            os.kill(int(record["job_id"]), signal.SIGTERM)  # the controller forwards it to its task
+        else:
+            import submitit
+
+            submitit.SlurmJob(folder=Path(record["stdout"]).parent, job_id=record["job_id"]).cancel()
+        cancelled.append(record["job_id"])
+    return cancelled
+
+
+def collect(planned: Sequence[PlannedRun], out_dir: Path) -> list[Path]:
+    """Compact copies of the finished runs, for ``leaderboard`` and the repository."""
+    from xpe_bench.compact import export_run
+
+    return [export_run(run.run_dir, out_dir) for run in planned if run.state == "done" and run.run_dir]
