@@ -31,6 +31,7 @@ from xpe_bench import distributed
 from xpe_bench.backbones import Backbone, load_backbone
 from xpe_bench.budgets import Budget, subset_indices
 from xpe_bench.checkpoint import CheckpointError
+from xpe_bench.convergence import assess
 from xpe_bench.errors import RunFailed, UserInputError
 from xpe_bench.methods import FitContext, Method, MethodSpec, ProgressReporter, SilentProgress
 from xpe_bench.paths import cache_root, resolve_data_root, safe_name_part
@@ -559,6 +560,7 @@ class Runner:
             report = method.fit(context)
         manifest["timings"]["train_seconds"] += time.perf_counter() - started
         manifest["fit"] = report
+        manifest["convergence"] = assess(report).to_dict()
         fit_json = json.dumps(report, allow_nan=False, sort_keys=True)
         store.save_state(method.state_dict(), {"run_key": manifest["key"], "fit": fit_json})
         store.clear_fit_dir()
