@@ -213,3 +213,17 @@ def test_state_and_predictions_are_world_readable(finished):
     path, _ = finished
     for file in (path / "state.safetensors", path / "manifest.json", path / "predictions" / "eng_Latn.jsonl"):
         assert file.stat().st_mode & 0o777 == 0o644, file
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
+    def interrupted(self, request):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Runner, "execute", interrupted)
+    result = cli.invoke(
+        app,
+        ["run", "--backbone", "tiny-random", "--budget", "smoke", "--runs-dir", str(tmp_path / "runs")],
+    )
+    assert result.exit_code == 130
+    assert "interrupted: finished work is kept in" in result.output
+    assert "run the same command again to resume" in result.output

@@ -121,13 +121,14 @@ def _run_outcomes(runs_dir: Path) -> Iterator[None]:
         err_console.print(
             f"interrupted: finished work is kept in {runs_dir}; run the same command again to resume",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(130) from None
     except RunLocked as exc:
-        err_console.print(f"[bold yellow]busy:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[bold yellow]busy:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(75) from exc  # EX_TEMPFAIL: the same command can succeed later
     except RunFailed as exc:
-        err_console.print(f"[bold red]run failed:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[bold red]run failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
 
 
@@ -209,7 +210,7 @@ def run(
         Reporters(
             train=RichProgress(console),
             evaluate=RichProgress(console),
-            note=lambda message: console.print(f"[dim]{escape(message)}[/]", highlight=False),
+            note=lambda message: console.print(f"[dim]{escape(message)}[/]", highlight=False, soft_wrap=True),
         ),
     )
     with _run_outcomes(runs_dir):
