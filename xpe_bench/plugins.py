@@ -85,7 +85,7 @@ class Registry:
                 plugins.append(info)
                 continue
             try:
-                provided = self._call_hooks(info.name)
+                provided = self._call_hooks(info)
                 for kind, specs in provided.items():
                     for spec in specs:
                         earlier = owner.get((kind, spec.name))
@@ -106,7 +106,7 @@ class Registry:
             plugins.append(replace(info, provides=names))
         return plugins, {kind: dict(sorted(found.items())) for kind, found in items.items()}
 
-    def _call_hooks(self, plugin_name: str) -> dict[str, list[Any]]:
+    def _call_hooks(self, plugin: PluginInfo) -> dict[str, list[Any]]:
         from xpe_bench.backbones import BackboneSpec
         from xpe_bench.methods import MethodSpec
         from xpe_bench.tasks import TaskSpec
@@ -116,12 +116,13 @@ class Registry:
         for kind, spec_type in types.items():
             hook_name = HOOK_PREFIX + kind
             for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
-                if impl.plugin_name != plugin_name:
+                if impl.plugin_name != plugin.name:
                     continue
                 try:
                     result = impl.function()
                 except Exception as exc:  # a plugin's bug must not take the other plugins down
-                    raise PluginFault(f"hook {hook_name} raised {describe_exception(exc)}") from exc
+                    reason = describe_exception(exc, plugin.path)
+                    raise PluginFault(f"hook {hook_name} raised {reason}") from exc
                 provided[kind] = _checked(result, spec_type, hook_name)
         return provided
 
@@ -184,8 +185,9 @@ def _kind(value: object) -> str:
     return "None" if value is None else f"a {type(value).__name__}"
 
 
-def describe_exception(exc: BaseException) -> str:
-    """``Type: message (at file:line)``, the line being the innermost frame outside the import machinery."""
+def describe_exception(exc: BaseException, plugin_file: str | None = None) -> str:
+    """``Type: message (at file:line)``: the innermost frame in ``plugin_file`` if the traceback passes
+    through it, else the innermost frame outside the import machinery (and outside this module)."""
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     here = Path(__file__).resolve()
     frames = [
@@ -195,7 +197,9 @@ def describe_exception(exc: BaseException) -> str:
         and Path(frame.filename).resolve() != here
         and Path(frame.filename).parent.name != "importlib"
     ]
-    return f"{text} (at {frames[-1].filename}:{frames[-1].lineno})" if frames else text
+    own = [frame for frame in frames if plugin_file and Path(frame.filename) == Path(plugin_file)]
+    at = (own or frames)[-1:]
+    return f"{text} (at {at[0].filename}:{at[0].lineno})" if at else text
 
 
 def hook_name_faults(manager: pluggy.PluginManager, plugin: object) -> list[str]:
