@@ -135,7 +135,9 @@ def test_plugins_lists_what_each_provides():
 
 def _fake_distribution(root: Path, name: str, module: str, source: str) -> None:
     (root / f"{module}.py").write_text(source)
-    dist = root / f"{name}-0.1.dist-info"
+    dist = (
+        root / f"{name.replace('-', '_')}-0.1.dist-info"
+    )  # a name's dashes end its stem: xpe-gpu reads as xpe
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(f"[xpe_bench]\n{module} = {module}\n")
@@ -178,3 +180,18 @@ def test_every_command_works_beside_a_plugin_whose_hook_raises(tmp_path, monkeyp
     assert row["error"].startswith("hook xpe_bench_tasks raised FileNotFoundError")
     assert row["error"].endswith(f"(at {tmp_path / 'xpe_news.py'}:10)")  # the plugin's line, not pathlib's
     assert row["path"] == str(tmp_path / "xpe_news.py") and row["distribution"] == "xpe-news"
+
+
+def test_an_import_failure_names_the_plugin_line_that_raised(tmp_path, monkeypatch):
+    _fake_distribution(
+        tmp_path, "xpe-gpu", "xpe_gpu", 'import os\nraise ImportError("pip install xpe-gpu[cuda]")\n'
+    )
+    _fake_distribution(tmp_path, "xpe-gone", "xpe_gone", "import xpe_bench_no_such_module\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins = {info.name: info for info in load_registry().plugins}
+    assert (
+        plugins["xpe_gpu"].error == f"ImportError: pip install xpe-gpu[cuda] (at {tmp_path / 'xpe_gpu.py'}:2)"
+    )
+    where = tmp_path / "xpe_gone.py"
+    missing = "No module named 'xpe_bench_no_such_module'"
+    assert plugins["xpe_gone"].error == f"ModuleNotFoundError: {missing} (at {where}:1)"

@@ -14,6 +14,7 @@ entry-point names) skips plugins by name.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import os
 import traceback
@@ -189,17 +190,19 @@ def describe_exception(exc: BaseException, plugin_file: str | None = None) -> st
     """``Type: message (at file:line)``: the innermost frame in ``plugin_file`` if the traceback passes
     through it, else the innermost frame outside the import machinery (and outside this module)."""
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    here = Path(__file__).resolve()
-    frames = [
-        frame
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith("<")
-        and Path(frame.filename).resolve() != here
-        and Path(frame.filename).parent.name != "importlib"
-    ]
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if not _machinery(frame.filename)]
     own = [frame for frame in frames if plugin_file and Path(frame.filename) == Path(plugin_file)]
     at = (own or frames)[-1:]
     return f"{text} (at {at[0].filename}:{at[0].lineno})" if at else text
+
+
+_MACHINERY = (Path(__file__).resolve(), Path(importlib.__file__).resolve().parent)
+"""This module and the ``importlib`` package: their frames say nothing about what went wrong in a plugin."""
+
+
+def _machinery(filename: str) -> bool:
+    path = Path(filename).resolve()
+    return filename.startswith("<") or any(path == where or where in path.parents for where in _MACHINERY)
 
 
 def hook_name_faults(manager: pluggy.PluginManager, plugin: object) -> list[str]:
