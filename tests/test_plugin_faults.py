@@ -169,6 +169,15 @@ def test_every_command_works_beside_a_plugin_whose_hook_raises(tmp_path, monkeyp
         assert "missing.toml" in warnings[0]
     assert "sib200" in runner.invoke(app, ["tasks"], env=env).stdout
 
+    run = [
+        "run",
+        *("--method", "spt", "--backbone", "tiny-random", "--budget", "smoke", "--task", "sib200"),
+        *("--sources", "eng_Latn", "--targets", "eng_Latn", "--runs-dir", str(tmp_path / "runs")),
+    ]
+    result = runner.invoke(app, run, env=env)
+    assert result.exit_code == 0, result.output
+    assert (next((tmp_path / "runs").iterdir()) / "metrics.json").is_file()
+
     unknown = runner.invoke(app, ["languages", "--task", "news"], env=env)
     assert unknown.exit_code == 2
     assert "unknown task 'news'" in unknown.stderr and "failed plugins: xpe_news" in unknown.stderr

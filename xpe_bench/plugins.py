@@ -220,10 +220,11 @@ def hook_name_faults(manager: pluggy.PluginManager, plugin: object) -> list[str]
             continue
         if not inspect.isroutine(value):
             continue
-        marked = manager.parse_hookimpl_opts(plugin, attr) is not None
+        opts = manager.parse_hookimpl_opts(plugin, attr)
+        marked = opts is not None
         if not marked and not attr.startswith(HOOK_PREFIX):
             continue
-        specname = (manager.parse_hookimpl_opts(plugin, attr) or {}).get("specname") or attr
+        specname = (opts or {}).get("specname") or attr
         if specname in known:
             if not marked:
                 faults.append(f"{attr} is not marked with @hookimpl, so it registers nothing")
