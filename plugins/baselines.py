@@ -5,6 +5,9 @@
   prompt adds anything beyond a trained head. Its backbone features are computed once per (backbone, texts)
   and cached (:mod:`xpe_bench.features`), then the head trains with the very same loop, budget, batch order
   and model selection as every other method.
+
+Registered by :mod:`xpe_bench_plugins.baselines_specs`, which imports this module (and with it torch) only
+when a run creates one of them.
 """
 
 from __future__ import annotations
@@ -19,8 +22,7 @@ from torch import nn
 
 from xpe_bench import training
 from xpe_bench.features import cached_features
-from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import Choice, FitContext, Method, MethodSpec, ParameterReport, parameter_report
+from xpe_bench.methods import FitContext, Method, ParameterReport, parameter_report
 from xpe_bench.modeling import ClassificationHead, EncoderClassifier, TorchMethod, hidden_dropout
 from xpe_bench.paths import cache_root
 
@@ -115,28 +117,3 @@ class HeadOnly(Method):
 
     def parameter_report(self) -> ParameterReport:
         return parameter_report({"encoder": self.backbone.model, "head": self.model.head})
-
-
-def _full_ft(options: Mapping[str, Any]) -> FullFineTuning:
-    return FullFineTuning(options)
-
-
-@hookimpl
-def xpe_bench_methods() -> list[MethodSpec]:
-    return [
-        MethodSpec(
-            "full-ft",
-            "full-model fine-tuning: backbone and head train (the paper's strongest baseline)",
-            _full_ft,
-            {"freeze_embeddings": False},
-        ),
-        MethodSpec(
-            "head-only",
-            "control: frozen backbone, only the classification head trains (features cached once)",
-            HeadOnly,
-            # "mean" = the backbone's pooled sentence vector (the stronger control for E5);
-            # "first" = the <s> state, the same position a prompt-free XLM-R head reads.
-            {"pooling": "mean"},
-            rules={"pooling": Choice(("mean", "first"))},
-        ),
-    ]

@@ -12,18 +12,17 @@ prompt module and the classification head train.
 
 ``spt`` and ``xpe`` *are* ``dual`` at ratio 0 and 1 (same code, same parameter creation order), so the end
 points agree exactly under one seed.
+
+The methods are registered by :mod:`xpe_bench_plugins.prompt_tuning_specs`, which imports this module (and
+with it torch) only when a run creates one.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
 
 from xpe_bench.backbones import Backbone
-from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import Choice, MethodSpec, Range
 from xpe_bench.modeling import EncoderClassifier, PromptModule, TorchMethod, hidden_dropout
 
 
@@ -105,43 +104,3 @@ class PromptTuning(TorchMethod):
             groups[opts["xpe_table_role"]].append(prompt.xpe_table)
             groups["prompt_encoder"].extend(prompt.encoder.parameters())
         return model, {role: params for role, params in groups.items() if params}
-
-
-TARGET_STAGE = {"xpe_dropout": 0.0}
-"""The paper trains the XPE encoder with dropout 0.1 on the sources and 0.0 on a target language."""
-
-
-def _options(ratio: float) -> dict[str, Any]:
-    return {
-        "num_tokens": 20,
-        "ratio": ratio,
-        "read": "first",
-        "xpe_dropout": 0.1,
-        # The released runs most likely trained the XPE input table at the encoder's rate (5e-5); the authors'
-        # current code uses the prompt rate (5e-3). Set to "prompt" for the latter.
-        "xpe_table_role": "prompt_encoder",
-    }
-
-
-RULES = {
-    "num_tokens": Range(1),
-    "ratio": Range(0.0, 1.0),
-    "read": Choice(("first", "cls")),  # first: position 0, as the paper
-    "xpe_dropout": Range(0.0, 1.0, high_open=True),
-    "xpe_table_role": Choice(("prompt", "prompt_encoder")),
-}
-
-
-@hookimpl
-def xpe_bench_methods() -> list[MethodSpec]:
-    presets = [
-        ("spt", 0.0, "standard soft prompt (20 virtual tokens) + head, frozen backbone"),
-        ("xpe", 1.0, "Cross-Prompt Encoder: prompt table through a token-wise MLP, frozen backbone"),
-        ("dual", 0.5, "dual soft prompt: SPT tokens then XPE tokens, encoder ratio `ratio`"),
-        ("dual-30", 0.3, "DUAL with encoder ratio 0.3 (14 SPT + 6 XPE tokens)"),
-        ("dual-70", 0.7, "DUAL with encoder ratio 0.7 (6 SPT + 14 XPE tokens)"),
-    ]
-    return [
-        MethodSpec(name, description, PromptTuning, _options(ratio), target_stage=TARGET_STAGE, rules=RULES)
-        for name, ratio, description in presets
-    ]

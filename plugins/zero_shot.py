@@ -18,18 +18,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from transformers import AutoModelForMaskedLM
 
 from xpe_bench.errors import UserInputError
-from xpe_bench.features import cached_features, compute_features
 from xpe_bench.hookspecs import hookimpl
 from xpe_bench.methods import Check, Choice, FitContext, Method, MethodSpec, ParameterReport, parameter_report
 from xpe_bench.paths import cache_root
-from xpe_bench.training import Encoded, collate, inference_batches
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and transformers are imported where the method runs, not when it is listed
     import datasets
+    import torch
 
     from xpe_bench.backbones import Backbone
     from xpe_bench.budgets import Budget
@@ -42,6 +39,8 @@ def _masked_lm(backbone: Backbone) -> torch.nn.Module | None:
     """The backbone's MLM head model, or ``None`` when its checkpoint has none (e.g. E5)."""
     if not backbone.location:  # an architecture-only backbone: no checkpoint to look in
         return None
+    from transformers import AutoModelForMaskedLM
+
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(backbone.location, output_loading_info=True)
     except (OSError, ValueError):
@@ -67,10 +66,15 @@ class ZeroShot(Method):
 
     def predict(self, data: datasets.Dataset, budget: Budget) -> np.ndarray:
         if self.scoring == "cloze":
-            return self._cloze(list(data["text"]), budget)
+            import torch
+
+            with torch.inference_mode():
+                return self._cloze(list(data["text"]), budget)
         return self._embedding(list(data["text"]), budget)
 
     def _embedding(self, texts: list[str], budget: Budget) -> np.ndarray:
+        from xpe_bench.features import cached_features, compute_features
+
         pooling = "first" if self.backbone.pooling == "cls" else "mean"
         text_vectors = cached_features(self.backbone, texts, cache_root(), pooling=pooling, budget=budget)
         label_vectors = compute_features(
@@ -80,8 +84,11 @@ class ZeroShot(Method):
         label_vectors /= np.linalg.norm(label_vectors, axis=1, keepdims=True).clip(min=1e-12)
         return (text_vectors @ label_vectors.T).astype(np.float32)
 
-    @torch.inference_mode()
     def _cloze(self, texts: list[str], budget: Budget) -> np.ndarray:
+        import torch
+
+        from xpe_bench.training import Encoded, collate, inference_batches
+
         assert self.mlm is not None
         tokenizer = self.backbone.tokenizer
         verbalizers = []

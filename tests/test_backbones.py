@@ -187,7 +187,7 @@ def test_hub_id_is_probed_once_before_any_download(
 
     monkeypatch.setattr(huggingface_hub, "model_info", probe)
     monkeypatch.setattr("xpe_bench.backbones._load", _no_transformers_download)
-    monkeypatch.setattr("xpe_bench.backbones.AutoConfig.from_pretrained", _no_transformers_download)
+    monkeypatch.setattr("transformers.AutoConfig.from_pretrained", _no_transformers_download)
     for load in (load_backbone, architecture_only):
         with pytest.raises(UserInputError, match=re.escape(message)):
             load("no-such-org/no-such-model", specs, tmp_path)

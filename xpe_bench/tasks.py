@@ -18,12 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import datasets
+from typing import TYPE_CHECKING, Any
 
 from xpe_bench.errors import UserInputError
 from xpe_bench.languages import GroupSpec, LanguageTable, read_language_table
+
+if TYPE_CHECKING:  # imported where splits are loaded: listing tasks must not pay for datasets (and torch)
+    import datasets
 
 SPLITS = ("train", "dev", "test")
 FEATURE_NAMES = ("lang", "id", "text", "label")
@@ -187,6 +188,8 @@ def _decode(raw: bytes, path: Path) -> str:
 
 
 def _features(labels: tuple[str, ...]) -> datasets.Features:
+    import datasets
+
     return datasets.Features(
         {
             "lang": datasets.Value("string"),
@@ -230,6 +233,8 @@ class TaskData:
         return self._cache[key]
 
     def _load_local(self, lang: str, split: str) -> datasets.Dataset:
+        import datasets
+
         path = self.task.local.file_for(self.root, lang, split)  # type: ignore[arg-type]
         if not path.is_file():
             raise UserInputError(
@@ -276,6 +281,8 @@ class TaskData:
         return datasets.Dataset.from_dict(columns, features=_features(self.task.labels))
 
     def _empty_or_fail(self, path: Path, lang: str, split: str, why: str) -> datasets.Dataset:
+        import datasets
+
         if split == "train" and lang in self.task.test_only:
             return datasets.Dataset.from_dict(
                 {n: [] for n in FEATURE_NAMES}, features=_features(self.task.labels)
@@ -283,6 +290,8 @@ class TaskData:
         raise UserInputError(f"{path}: empty split: {why}")
 
     def _load_hub(self, lang: str, split: str) -> datasets.Dataset:
+        import datasets
+
         hub = self.task.hub
         if hub is None:
             raise UserInputError(
