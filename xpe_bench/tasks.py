@@ -32,6 +32,7 @@ from xpe_bench.languages import (
     language_from_mapping,
     parse_language_table,
 )
+from xpe_bench.paths import DATA_ENV
 
 SPLITS = ("train", "dev", "test")
 FEATURE_NAMES = ("lang", "id", "text", "label")
@@ -224,7 +225,7 @@ class TaskSpec:
             "groups": list(self.languages.groups),
             "hub_id": self.hub.id if self.hub else None,
             "definition_sha256": self.definition_sha256,
-        }
+        } | ({"labels_per_language": dict(self.labels_per_language)} if self.labels_per_language else {})
 
 
 def definition_digest(toml_bytes: bytes, table_name: str, table_bytes: bytes) -> str:
@@ -414,9 +415,15 @@ class TaskData:
     def _load_local(self, lang: str, split: str) -> datasets.Dataset:
         path = self.task.local.file_for(self.root, lang, split)  # type: ignore[arg-type]
         if not path.is_file():
+            own = self.task.data_root
+            overridden = (
+                f"; the task's own data_root {own} is overridden by --data-dir or ${DATA_ENV}"
+                if own is not None and own != self.root
+                else ""
+            )
             raise UserInputError(
                 f"missing data file {path} (task {self.task.name}, language {lang}, split {split}); "
-                f"expected layout <data-root>/{self.task.local.path}"
+                f"expected layout <data-root>/{self.task.local.path}{overridden}"
             )
         raw = path.read_bytes()
         self.fingerprints[str(path.relative_to(self.root))] = hashlib.sha256(raw).hexdigest()  # type: ignore[arg-type]
