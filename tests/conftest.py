@@ -85,3 +85,21 @@ def mock_task(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.syspath_prepend(str(MOCK_SITE))
     monkeypatch.delenv(DATA_ENV, raising=False)
     return "mock"
+
+
+@pytest.fixture(scope="session")
+def mock_spec():
+    """The mock task's :class:`TaskSpec`, read from its task file."""
+    from xpe_bench.tasks import TaskSpec
+
+    return TaskSpec.from_toml(MOCK_TASK_FILE)
+
+
+@pytest.fixture
+def mock_data(tmp_path: Path) -> Path:
+    """A writable copy of the mock task's data (``<root>/mock/<lang>/<split>.tsv``), to break files in."""
+    import shutil
+
+    root = tmp_path / "mock-data"
+    shutil.copytree(MOCK_TASK_FILE.parent / "data", root)
+    return root
