@@ -31,6 +31,7 @@ def test_every_command_has_help():
         "inspect",
         "compare",
         "leaderboard",
+        "curves",
     ):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
@@ -105,6 +106,8 @@ def test_run_prints_tables_and_run_dir(tmp_path, mock_task):
     assert result.exit_code == 0, result.output
     assert "per Joshi class" in result.output and "unclassified" in result.output
     assert result.output.count("run directory:") == 2
+    # smoke evaluates twice: too few points for the convergence rule, so each run warns in one line
+    assert result.output.count("warning: not converged by dev-plateau v1 (2 dev evaluation(s)") == 2
     assert len(list(tmp_path.iterdir())) == 2
 
 

@@ -312,7 +312,8 @@ def test_leaderboard_is_complete_and_regenerates_bit_for_bit(tmp_path, three_sys
     assert out.read_text(encoding="utf-8") == markdown and out.with_suffix(".png").read_bytes() == png
 
     headings = [line.split(" — ")[0] for line in markdown.splitlines() if line.startswith("## ")]
-    assert headings[:7] == [f"## joshi-{k}" for k in range(5, -1, -1)] + ["## unclassified"]
+    assert headings[0] == "## Convergence"
+    assert headings[1:8] == [f"## joshi-{k}" for k in range(5, -1, -1)] + ["## unclassified"]
     assert "## low-performing" in headings and headings[-1] == "## all"
     assert "| task | sib200 v1 (7 labels) |" in markdown
     assert "| seeds | dual: 1; spt: 1, 2, 3; xpe: 1, 2, 3 |" in markdown
@@ -359,7 +360,7 @@ def test_leaderboard_named_groups_are_chosen_and_checked(tmp_path, three_systems
     _invoke("leaderboard", *three_systems, "--by", "group", *groups, "--out", out)
     markdown = out.read_text(encoding="utf-8")
     headings = [line.split(" — ")[0] for line in markdown.splitlines() if line.startswith("## ")]
-    assert headings == ["## seen-92", "## all"]
+    assert headings == ["## Convergence", "## seen-92", "## all"]
     assert "--group seen-92 --group all" in markdown  # the regenerating command keeps the choice
     printed = _text("leaderboard", *three_systems, "--group", "nope", "--out", tmp_path / "x.md", code=2)
     assert "no group 'nope'" in printed and "low-performing" in printed

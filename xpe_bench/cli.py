@@ -182,12 +182,15 @@ def run(
     """
     from transformers.utils import logging as transformers_logging
 
+    from xpe_bench import distributed
     from xpe_bench.budgets import load_budget
+    from xpe_bench.convergence import RULE, RULE_VERSION, assess
     from xpe_bench.paths import check_writable_dir
     from xpe_bench.report import RichProgress, print_run_result
     from xpe_bench.runner import Reporters, Runner, RunRequest
 
     transformers_logging.disable_progress_bar()  # our own bars show the phases
+    distributed.start()
 
     chosen = load_budget(budget).with_overrides(
         train_per_lang=train_per_lang,
@@ -231,6 +234,8 @@ def run(
                 f"· seed {one_seed}"
             )
             outcomes = runner.execute(request)
+            if not outcomes:  # a helper process of a data-parallel run: the main process reports
+                continue
             metrics = {lang: m for outcome in outcomes for lang, m in outcome.metrics.items()}
             reused = sum(outcome.reused_state for outcome in outcomes)
             if reused:
@@ -247,6 +252,17 @@ def run(
             console.print(
                 f"train {train_s:.0f} s · evaluate {eval_s:.0f} s · run directory: [bold]{where}[/]"
             )
+            verdicts = [assess(outcome.manifest.get("fit")) for outcome in outcomes]
+            unconverged = [v for v in verdicts if v.applicable and not v.converged]
+            if unconverged:
+                many = f"{len(unconverged)} of {len(verdicts)} runs"
+                why = unconverged[0].reason if len(verdicts) == 1 else many
+                console.print(
+                    f"[bold yellow]warning:[/] not converged by {RULE} v{RULE_VERSION} ({why}): more steps "
+                    "may change these results",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
 
 @app.command()
@@ -427,6 +443,30 @@ def languages(
     rows = [table[code].to_dict() for code in codes]
     columns = ["code", "name", "joshi_class", "family", "script", "region", "cc100", "low_performing"]
     emit(console, rows, fmt, f"{task}: {len(rows)} languages", columns)
+
+
+@app.command()
+@user_errors
+def curves(
+    runs: Annotated[
+        list[Path], typer.Argument(help="run directories, compact .json.gz files, or folders of runs")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="the PNG to write (.md and .json go next to it)")],
+) -> None:
+    """Plot learning curves (source-dev accuracy, dev and train loss per step; one line per seed) with each
+    run's convergence verdict, and write their numbers beside the PNG as Markdown and JSON."""
+    import shlex
+
+    from xpe_bench.curves import write_curves
+
+    command = shlex.join(["xpe-bench", "curves", *map(str, runs), "--out", str(out)])
+    written, found = write_curves(runs, out, command=command)
+    converged = sum(curve.convergence.converged for curve in found)
+    console.print(
+        f"wrote {', '.join(map(str, written))}: {len(found)} trained runs, {converged} converged",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def version_callback(value: bool) -> None:

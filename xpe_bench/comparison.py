@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from xpe_bench.compact import SUFFIX, decode_labels, read_compact
+from xpe_bench.convergence import Convergence, Summary, assess
 from xpe_bench.errors import UserInputError
 from xpe_bench.languages import LanguageTable, joshi_label_order
 from xpe_bench.metrics import credit
@@ -148,6 +149,12 @@ class Run:
         return None if value is None else float(value)
 
     @property
+    def convergence(self) -> Convergence:
+        """The convergence verdict, always derived from the stored dev curve by the current rule, so runs
+        (and compact files) recorded before the verdict existed, or under an older rule, are judged alike."""
+        return assess(self.manifest.get("fit"))
+
+    @property
     def system_key(self) -> str:
         """Everything that makes two runs the same system, apart from the seed. The options are those of the
         run identity, which leaves out options added later at their earlier behaviour
@@ -203,6 +210,15 @@ def _items(
     )
 
 
+def check_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse a manifest that lacks what grouping runs into systems needs."""
+    missing = [name for name in _REQUIRED if _lookup(manifest, name) is None] + (
+        ["seed"] if "seed" not in manifest else []
+    )
+    if missing:
+        raise UserInputError(f"{path}: the manifest lacks {', '.join(missing)}")
+
+
 def load_run(path: Path) -> Run:
     """Read one run: a run directory (manifest + predictions) or a compact ``*.json.gz`` file."""
     if path.is_file() and path.name.endswith(SUFFIX):
@@ -240,11 +256,7 @@ def load_run(path: Path) -> Run:
             f"{path}: the run failed ({manifest.get('failure', {}).get('error')}); failed runs are never "
             "compared or ranked: leave it out"
         )
-    missing = [name for name in _REQUIRED if _lookup(manifest, name) is None] + (
-        ["seed"] if "seed" not in manifest else []
-    )
-    if missing:
-        raise UserInputError(f"{path}: the manifest lacks {', '.join(missing)}")
+    check_manifest(path, manifest)
     if not predictions:
         raise UserInputError(f"{path}: no predictions yet (nothing to compare)")
     return Run(path=path, manifest=manifest, predictions=predictions)
@@ -280,6 +292,10 @@ class System:
         return next((run.trainable for run in self.runs if run.trainable is not None), None)
 
     @property
+    def convergence(self) -> Summary:
+        return Summary.of([run.convergence for run in self.runs])
+
+    @property
     def train_seconds(self) -> float | None:
         """Mean training time over the seeds that report one."""
         seconds = [run.train_seconds for run in self.runs if run.train_seconds is not None]
@@ -297,6 +313,7 @@ class System:
             "sources": list(first.sources),
             "seeds": list(self.seeds),
             "runs": [str(run.path) for run in self.runs],
+            "convergence": [run.convergence.to_dict() for run in self.runs],
         }
 
 

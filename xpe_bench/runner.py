@@ -27,9 +27,11 @@ import numpy as np
 import torch
 import transformers
 
+from xpe_bench import distributed
 from xpe_bench.backbones import Backbone, load_backbone
 from xpe_bench.budgets import Budget, subset_indices
 from xpe_bench.checkpoint import CheckpointError
+from xpe_bench.convergence import assess
 from xpe_bench.errors import RunFailed, UserInputError
 from xpe_bench.methods import FitContext, Method, MethodSpec, ProgressReporter, SilentProgress
 from xpe_bench.paths import cache_root, resolve_data_root, safe_name_part
@@ -169,8 +171,32 @@ class Runner:
         return source_codes, target_codes
 
     def execute(self, request: RunRequest) -> list[RunOutcome]:
-        """Run the request's regime: one run (zero-shot-xlt) or one run per target language."""
+        """Run the request's regime: one run (zero-shot-xlt) or one run per target language.
+
+        In a data-parallel launch only the main process returns outcomes; the others help train each run
+        (:mod:`xpe_bench.distributed`) and return nothing."""
+        if not distributed.is_main():
+            for prepared in self.prepare(request):
+                self._train_as_peer(prepared)
+            return []
         return [self.run_prepared(prepared) for prepared in self.prepare(request)]
+
+    def _train_as_peer(self, prepared: PreparedRun) -> None:
+        """A non-main process of a data-parallel run: train alongside the main one, write nothing."""
+        request = prepared.request
+        (needs_fit,) = distributed.from_main([None])
+        if not needs_fit:
+            return
+        transformers.set_seed(request.seed)
+        method = prepared.spec.create(prepared.options)
+        method.setup(prepared.backbone, prepared.task)
+        if prepared.init is not None:
+            method.load_state_dict(method.state_dict() | prepared.init.state)
+        method.fit(
+            FitContext(
+                prepared.train, prepared.dev, request.budget, request.seed, prepared.store.path / "fit"
+            )
+        )
 
     def prepare(self, request: RunRequest) -> list[PreparedRun]:
         """Validate the request and resolve each of its runs to an identity and a run directory; nothing is
@@ -329,8 +355,14 @@ class Runner:
             reused_state = stored is not None
             try:
                 if stored is not None:
-                    method.load_state_dict(stored[0])
-                else:
+                    try:
+                        method.load_state_dict(stored[0])
+                    except ValueError as exc:  # readable, but not this method's tensors
+                        self._discard_state(store, f"{store.state_path}: {exc}")
+                        stored = None
+                        reused_state = False
+                distributed.from_main([stored is None])  # tell the peers whether there is training to do
+                if stored is None:
                     if init is not None:
                         method.load_state_dict(method.state_dict() | init.state)
                     self._fit(method, store, manifest, train, dev, budget, request.seed)
@@ -508,7 +540,7 @@ class Runner:
         manifest["data"]["train_examples"] = len(train)
         manifest["data"]["dev_examples"] = len(dev)
         store.write_manifest(manifest)
-        for pickled in sorted(store.fit_dir.glob("*.pt")):  # checkpoints of versions before 0.2
+        for pickled in sorted(store.fit_dir.glob("*.pt")):  # pickle checkpoints of earlier releases
             moved = store.quarantine(pickled)
             self.reporters.note(
                 f"{pickled.name}: a pickle checkpoint is never loaded (it could execute code) — moved to "
@@ -528,6 +560,7 @@ class Runner:
             report = method.fit(context)
         manifest["timings"]["train_seconds"] += time.perf_counter() - started
         manifest["fit"] = report
+        manifest["convergence"] = assess(report).to_dict()
         fit_json = json.dumps(report, allow_nan=False, sort_keys=True)
         store.save_state(method.state_dict(), {"run_key": manifest["key"], "fit": fit_json})
         store.clear_fit_dir()

@@ -1,0 +1,225 @@
+"""Learning curves of trained runs: source-dev accuracy and train/dev loss against steps, with verdicts.
+
+Reads the dev curve every trained run stores (``manifest["fit"]["history"]``) from run directories or
+compact files, so curves of finished, committed runs can be redrawn without re-training. Writes a PNG (one
+row of panels per system, one line per seed) and the same numbers as a Markdown table and as JSON beside
+it. The output is deterministic, like the leaderboards': systems and seeds in sorted order, fixed number
+formats, and a PNG written without metadata.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xpe_bench.compact import SUFFIX, read_compact
+from xpe_bench.comparison import Run, check_manifest, expand_run_paths, group_systems
+from xpe_bench.convergence import RULE, RULE_VERSION, Convergence, describe_rule, rule_parameters
+from xpe_bench.errors import UserInputError
+from xpe_bench.leaderboard import markdown_table
+from xpe_bench.store import RunStore, atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's dev curve: its evaluations in step order."""
+
+    system: str
+    run: Run
+    history: tuple[Mapping[str, Any], ...]
+
+    @property
+    def convergence(self) -> Convergence:
+        return self.run.convergence
+
+
+def _read_manifest(path: Path) -> Mapping[str, Any]:
+    if path.is_file() and path.name.endswith(SUFFIX):
+        manifest = read_compact(path)["manifest"]
+    else:
+        manifest = RunStore(path).read_manifest()
+    if manifest is None:
+        raise UserInputError(f"{path}: no readable manifest")
+    check_manifest(path, manifest)
+    return manifest
+
+
+def curves_of(runs: Sequence[Run]) -> tuple[list[Curve], list[str]]:
+    """The curves of the trained runs among ``runs`` (grouped and labelled as systems) and the names of the
+    runs left out because they trained nothing or recorded no dev curve."""
+    curves: list[Curve] = []
+    skipped: list[str] = []
+    for system in group_systems(runs):
+        for run in system.runs:
+            history = (run.manifest.get("fit") or {}).get("history") or []
+            points = tuple(h for h in history if h.get("dev_accuracy") is not None)
+            if points:
+                curves.append(Curve(system.label, run, points))
+            else:
+                skipped.append(run.name)
+    return curves, sorted(skipped)
+
+
+def load_curves(paths: Iterable[Path]) -> tuple[list[Curve], list[str]]:
+    """Curves of run directories, compact files, or folders of them (runs need not be evaluated yet)."""
+    runs = [
+        Run(path=run_path, manifest=_read_manifest(run_path), predictions={})
+        for path in paths
+        for run_path in expand_run_paths(path)
+    ]
+    curves, skipped = curves_of(runs)
+    if not curves:
+        raise UserInputError(
+            "none of the runs has a dev curve (runs of methods that train nothing have none; a run still "
+            "training records its curve when its fit ends)"
+        )
+    return curves, skipped
+
+
+def _by_system(curves: Sequence[Curve]) -> dict[str, list[Curve]]:
+    systems: dict[str, list[Curve]] = {}
+    for curve in curves:
+        systems.setdefault(curve.system, []).append(curve)
+    return systems
+
+
+def _seed_label(curve: Curve) -> str:
+    verdict = curve.convergence
+    return f"seed {curve.run.seed} ({'converged' if verdict.converged else 'not converged'})"
+
+
+def render_plot(curves: Sequence[Curve]) -> bytes:
+    """PNG: per system, dev accuracy (left) and dev loss (solid) with train loss (dashed) (right)."""
+    from matplotlib import style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    systems = _by_system(curves)
+    with style.context("default"):
+        height = 2.5 * len(systems) + 0.6
+        figure = Figure(figsize=(10, height), dpi=80)
+        FigureCanvasAgg(figure)
+        axes = figure.subplots(len(systems), 2, squeeze=False)
+        for row, (label, members) in enumerate(systems.items()):
+            accuracy, loss = axes[row]
+            for i, curve in enumerate(members):
+                color = f"C{i % 10}"
+                steps = [h["step"] for h in curve.history]
+                accuracy.plot(
+                    steps,
+                    [100 * h["dev_accuracy"] for h in curve.history],
+                    marker="o",
+                    markersize=3,
+                    color=color,
+                    label=_seed_label(curve),
+                )
+                loss.plot(
+                    steps, [h["dev_loss"] for h in curve.history], marker="o", markersize=3, color=color
+                )
+                train = [
+                    (h["step"], h["train_loss"]) for h in curve.history if h.get("train_loss") is not None
+                ]
+                if train:
+                    loss.plot(*zip(*train, strict=True), linestyle="--", color=color, alpha=0.7)
+            accuracy.set_title(f"{label}: source-dev accuracy", fontsize="medium")
+            accuracy.set_ylabel("accuracy %")
+            loss.set_title(f"{label}: dev loss (solid), train loss (dashed)", fontsize="medium")
+            loss.set_ylabel("cross-entropy")
+            accuracy.legend(fontsize="small", loc="lower right")
+            for panel in (accuracy, loss):
+                panel.grid(alpha=0.3)
+                panel.set_xlabel("step")
+        figure.suptitle(f"Learning curves; verdicts by {RULE} v{RULE_VERSION} (docs/budgets.md)")
+        figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.45 / height))
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _number(value: Any, scale: float = 1.0, digits: int = 3) -> str:
+    return "–" if value is None else f"{scale * float(value):.{digits}f}"
+
+
+def render_markdown(curves: Sequence[Curve], skipped: Sequence[str], *, command: str, image: str) -> str:
+    lines = [
+        "# Learning curves",
+        "",
+        "Generated by xpe-bench; do not edit by hand. Regenerate with:",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        f"![learning curves]({image})",
+        "",
+        f"Convergence rule: {describe_rule()} (docs/budgets.md).",
+        "",
+    ]
+    if skipped:
+        lines += [f"Left out (no dev curve: nothing trained): {', '.join(skipped)}.", ""]
+    for label, members in _by_system(curves).items():
+        lines += [f"## {label}", ""]
+        for curve in members:
+            verdict = curve.convergence
+            lines.append(
+                f"- seed {curve.run.seed} (`{curve.run.name}`): **{verdict.status}** ({verdict.reason}); "
+                f"best dev accuracy {_number(verdict.best_dev_accuracy, 100, 1)}% at step {verdict.best_step}"
+            )
+        steps = sorted({h["step"] for curve in members for h in curve.history})
+        by_step = [{h["step"]: h for h in curve.history} for curve in members]
+        headers = ["step"] + [
+            f"s{curve.run.seed} {what}"
+            for curve in members
+            for what in ("dev acc %", "dev loss", "train loss")
+        ]
+        rows = [
+            [str(step)]
+            + [
+                cell
+                for points in by_step
+                for cell in (
+                    _number(points.get(step, {}).get("dev_accuracy"), 100, 1),
+                    _number(points.get(step, {}).get("dev_loss")),
+                    _number(points.get(step, {}).get("train_loss")),
+                )
+            ]
+            for step in steps
+        ]
+        lines += ["", markdown_table(headers, rows, "r" * len(headers)), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def curves_json(curves: Sequence[Curve], skipped: Sequence[str]) -> dict[str, Any]:
+    return {
+        "rule": rule_parameters(),
+        "runs": [
+            {
+                "system": curve.system,
+                "run": curve.run.name,
+                "method": curve.run.method,
+                "seed": curve.run.seed,
+                "convergence": curve.convergence.to_dict(),
+                "history": [dict(h) for h in curve.history],
+            }
+            for curve in curves
+        ],
+        "skipped": list(skipped),
+    }
+
+
+def write_curves(paths: Sequence[Path], out: Path, *, command: str) -> tuple[list[Path], list[Curve]]:
+    """Write ``out`` (PNG) and, beside it, ``.md`` and ``.json`` with the same numbers; returns the paths
+    written and the curves."""
+    if out.suffix != ".png":
+        raise UserInputError(f"--out: {out} should end in .png (the tables go next to it as .md and .json)")
+    curves, skipped = load_curves(paths)
+    markdown, data = out.with_suffix(".md"), out.with_suffix(".json")
+    atomic_write_bytes(out, render_plot(curves))
+    atomic_write_bytes(markdown, render_markdown(curves, skipped, command=command, image=out.name).encode())
+    text = json.dumps(curves_json(curves, skipped), sort_keys=True, indent=1, ensure_ascii=False)
+    atomic_write_bytes(data, (text + "\n").encode())
+    return [out, markdown, data], curves
