@@ -82,9 +82,11 @@ def test_disabled_plugin_is_reported_and_its_methods_gone(monkeypatch):
     assert len(_json(["languages", "--group", "joshi5", "--format", "json"])) == 7
 
 
-def test_run_prints_tables_and_run_dir(tmp_path):
+def test_run_prints_tables_and_run_dir(tmp_path, mock_task):
     args = [
         "run",
+        "--task",
+        mock_task,
         "--method",
         "spt",
         "--backbone",
@@ -92,9 +94,9 @@ def test_run_prints_tables_and_run_dir(tmp_path):
         "--budget",
         "smoke",
         "--sources",
-        "eng_Latn",
+        "aaa_Latn",
         "--targets",
-        "eng_Latn,nqo_Nkoo",
+        "aaa_Latn,ccc_Cyrl",
         "--runs-dir",
         str(tmp_path),
         "--seed",

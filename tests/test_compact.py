@@ -12,18 +12,20 @@ from xpe_bench.comparison import load_run
 from xpe_bench.errors import UserInputError
 from xpe_bench.runner import Runner, RunRequest
 
+pytestmark = pytest.mark.usefixtures("mock_task")
+
 
 @pytest.fixture
 def finished_run(registry, tmp_path):
     request = RunRequest(
-        task="sib200",
+        task="mock",
         method="spt",
         budget=load_budget("smoke"),
         seed=1,
         runs_dir=tmp_path / "runs",
         backbone="tiny-random",
-        sources="eng_Latn",
-        targets="eng_Latn,nqo_Nkoo,yor_Latn",
+        sources="aaa_Latn",
+        targets="aaa_Latn,ccc_Cyrl,bbb_Latn",
     )
     (outcome,) = Runner(registry).execute(request)
     return outcome.store
@@ -35,7 +37,7 @@ def test_export_is_deterministic_and_roundtrips(finished_run, tmp_path):
     assert first.read_bytes() == second.read_bytes()
     payload = read_compact(first)
     assert payload["manifest"]["key"] == finished_run.read_manifest()["key"]
-    assert set(payload["predictions"]) == {"eng_Latn", "nqo_Nkoo", "yor_Latn"}
+    assert set(payload["predictions"]) == {"aaa_Latn", "ccc_Cyrl", "bbb_Latn"}
 
     from_compact, from_directory = load_run(first), load_run(finished_run.path)
     assert from_compact.manifest == from_directory.manifest

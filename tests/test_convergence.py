@@ -151,6 +151,7 @@ def test_verdicts_on_the_committed_sib200_quick_runs():
 
 
 # recorded at the end of fit ---------------------------------------------------------------------------------
+@pytest.mark.data
 def test_a_run_records_its_verdict_in_the_manifest(registry, tmp_path):
     budget = load_budget("smoke").with_overrides(max_steps=6)  # evaluations at steps 2, 4, 6
     request = RunRequest(

@@ -55,6 +55,7 @@ def _run(runs: Path, backbone: Path, processes: int) -> Path:
     return run
 
 
+@pytest.mark.data
 def test_two_processes_train_what_one_does(registry, cache_dir, tmp_path):
     from safetensors.torch import load_file
 

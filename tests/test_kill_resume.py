@@ -13,6 +13,8 @@ import pytest
 
 from xpe_bench.training import CHECKPOINT_NAME
 
+pytestmark = pytest.mark.data  # the built-in tasks' real data
+
 XPE_BENCH = str(Path(sys.executable).with_name("xpe-bench"))
 BUDGET = """
 name = "kill-test"

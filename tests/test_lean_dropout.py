@@ -114,6 +114,7 @@ def test_set_dropout_kernel_switches_an_encoder_both_ways_without_changing_evalu
     assert encoder.config._attn_implementation == "sdpa"
 
 
+@pytest.mark.data
 def test_a_lean_budget_trains_records_its_kernel_and_keeps_old_fingerprints(registry, tmp_path):
     quick = load_budget("quick")
     # the fingerprint of every stored `quick` result (leaderboards/results/): adding the field kept it

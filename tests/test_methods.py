@@ -46,6 +46,7 @@ def test_dual_split_uses_the_papers_rounding(ratio, expected):
 
 
 @pytest.mark.parametrize(("end_point", "ratio"), [("spt", "0.0"), ("xpe", "1.0")])
+@pytest.mark.data
 def test_dual_end_points_match_spt_and_xpe_exactly(registry, tmp_path, end_point, ratio):
     plain = _run(registry, tmp_path / "a", end_point)
     dual = _run(registry, tmp_path / "b", "dual", options={"ratio": ratio})
@@ -55,6 +56,7 @@ def test_dual_end_points_match_spt_and_xpe_exactly(registry, tmp_path, end_point
     assert _predictions(plain) == _predictions(dual)
 
 
+@pytest.mark.data
 def test_trainable_parameters_by_method(registry, tmp_path):
     counts = {}
     for method in ("spt", "xpe", "dual-30", "head-only", "full-ft"):
@@ -71,6 +73,7 @@ def test_trainable_parameters_by_method(registry, tmp_path):
     assert counts["spt"]["modules"]["encoder"]["trainable"] == 0
 
 
+@pytest.mark.data
 def test_full_ft_updates_the_backbone(registry, tmp_path):
     outcome = _run(registry, tmp_path, "full-ft")
     state = outcome.store.load_state()
@@ -82,6 +85,7 @@ def test_full_ft_updates_the_backbone(registry, tmp_path):
     )
 
 
+@pytest.mark.data
 def test_head_only_computes_features_once_across_seeds(registry, tmp_path, monkeypatch):
     monkeypatch.setenv("XPE_BENCH_CACHE", str(tmp_path / "fresh-cache"))
     calls = []
@@ -102,6 +106,7 @@ def test_head_only_computes_features_once_across_seeds(registry, tmp_path, monke
     assert second.manifest["fit"]["steps_run"] == 4
 
 
+@pytest.mark.data
 def test_zero_shot_embedding_scores_label_descriptions(registry, tmp_path):
     outcome = _run(registry, tmp_path, "zero-shot")
     assert outcome.manifest["fit"] == {"trained": False, "scoring": "embedding"}
@@ -110,6 +115,7 @@ def test_zero_shot_embedding_scores_label_descriptions(registry, tmp_path):
     assert outcome.manifest["method"]["parameters"]["trainable"] == 0
 
 
+@pytest.mark.data
 def test_zero_shot_cloze_with_an_mlm_head(registry, tmp_path, cache_dir):
     tiny = load_backbone("tiny-random", registry.backbones, cache_dir)
     folder = tmp_path / "tiny-mlm"
@@ -126,6 +132,7 @@ def test_zero_shot_cloze_with_an_mlm_head(registry, tmp_path, cache_dir):
     assert json.dumps(outcome.manifest)  # manifest stays JSON-able
 
 
+@pytest.mark.data
 def test_fast_mode_holds_the_frozen_backbone_in_bf16_and_trains_in_fp32(registry, tmp_path):
     fast = load_budget("smoke").with_overrides(precision="bf16", frozen_backbone_dtype="bf16")
     outcome = _run(registry, tmp_path, "xpe", budget=fast)

@@ -82,6 +82,7 @@ def _cli(args: list[str], site: Path, cache_dir: Path) -> subprocess.CompletedPr
     return subprocess.run([sys.executable, "-m", "xpe_bench", *args], env=env, capture_output=True, text=True)
 
 
+@pytest.mark.data
 def test_example_plugin_installs_and_runs_through_the_cli(installed_example, cache_dir, tmp_path):
     listed = _cli(["plugins", "--format", "json"], installed_example, cache_dir)
     assert listed.returncode == 0, listed.stderr

@@ -90,6 +90,7 @@ def test_the_reference_folder_is_found_beside_the_data_root_or_set(tmp_path, mon
         find_published("x.csv")
 
 
+@pytest.mark.data
 def test_the_sib200_table_averages_as_its_notes_say(registry):
     """The shared SIB-200 table: 204 languages; over languages 45.13 / 52.58, over the 21 families of the
     task's language table 43.3 / 48.7 (the paper's Table 4 average), as the file's notes state."""

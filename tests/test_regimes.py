@@ -9,17 +9,19 @@ from xpe_bench.budgets import load_budget
 from xpe_bench.errors import UserInputError
 from xpe_bench.runner import Runner, RunRequest
 
+pytestmark = pytest.mark.usefixtures("mock_task")
+
 
 def _request(tmp_path, **overrides):
     values = {
-        "task": "sib200",
+        "task": "mock",
         "method": "xpe",
         "budget": load_budget("smoke"),
         "seed": 1,
         "runs_dir": tmp_path / "runs",
         "backbone": "tiny-random",
-        "sources": "eng_Latn",
-        "targets": "eng_Latn",
+        "sources": "aaa_Latn",
+        "targets": "aaa_Latn",
     }
     values.update(overrides)
     return RunRequest(**values)
@@ -27,10 +29,10 @@ def _request(tmp_path, **overrides):
 
 def test_in_language_trains_each_target_on_itself(registry, tmp_path):
     outcomes = Runner(registry).execute(
-        _request(tmp_path, regime="in-language", sources=None, targets="yor_Latn,kat_Geor")
+        _request(tmp_path, regime="in-language", sources=None, targets="bbb_Latn,ccc_Cyrl")
     )
-    assert [o.manifest["sources"] for o in outcomes] == [["yor_Latn"], ["kat_Geor"]]
-    assert [list(o.metrics) for o in outcomes] == [["yor_Latn"], ["kat_Geor"]]
+    assert [o.manifest["sources"] for o in outcomes] == [["bbb_Latn"], ["ccc_Cyrl"]]
+    assert [list(o.metrics) for o in outcomes] == [["bbb_Latn"], ["ccc_Cyrl"]]
     assert all(o.manifest["regime"] == "in-language" for o in outcomes)
     assert all(o.manifest["method"]["options"]["xpe_dropout"] == 0.0 for o in outcomes)  # target stage
     assert len({o.store.path for o in outcomes}) == 2
@@ -47,7 +49,7 @@ def test_supervised_starts_from_the_source_stage(registry, tmp_path, parts):
         tmp_path,
         regime="supervised",
         sources=None,
-        targets="yor_Latn",
+        targets="bbb_Latn",
         init_from=source.store.path,
         init_parts=parts,
         budget=frozen,

@@ -218,6 +218,7 @@ def test_setup_rejects_what_it_cannot_replay(registry, sib200, tmp_path):
         _replay(registry, sib200, predictions_dir=str(tmp_path / "missing"))
 
 
+@pytest.mark.data
 def test_runner_stores_unmappable_answers_as_wrong(registry, tmp_path, sib200):
     request = RunRequest(
         task="sib200",
@@ -311,6 +312,7 @@ def test_default_scoring_keeps_the_identity_of_stored_replay_runs(registry):
         assert first == {**default, "scoring": "first"}  # other rules are new identities
 
 
+@pytest.mark.data
 def test_a_run_stored_before_scoring_existed_is_reused_and_named(registry, tmp_path):
     request = RunRequest(
         task="sib200",

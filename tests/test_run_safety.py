@@ -20,6 +20,8 @@ from xpe_bench.runner import Reporters, Runner, RunRequest
 from xpe_bench.store import RunStore
 from xpe_bench.training import CHECKPOINT_NAME
 
+pytestmark = pytest.mark.usefixtures("mock_task")
+
 cli = CliRunner()
 
 
@@ -35,14 +37,14 @@ class _Planted:
 
 def _request(tmp_path: Path, **overrides) -> RunRequest:
     values = {
-        "task": "sib200",
+        "task": "mock",
         "method": "spt",
         "budget": replace(load_budget("smoke"), max_steps=6, eval_every=2),
         "seed": 1,
         "runs_dir": tmp_path / "runs",
         "backbone": "tiny-random",
-        "sources": "eng_Latn,deu_Latn",
-        "targets": "eng_Latn,kat_Geor",
+        "sources": "aaa_Latn,bbb_Latn",
+        "targets": "aaa_Latn,ccc_Cyrl",
     }
     values.update(overrides)
     return RunRequest(**values)
@@ -127,22 +129,22 @@ def test_a_diverging_run_fails_and_is_never_used(registry, tmp_path):
 
 def test_truncated_predictions_are_predicted_again(registry, tmp_path, finished):
     path, before = finished
-    target = path / "predictions" / "kat_Geor.jsonl"
+    target = path / "predictions" / "ccc_Cyrl.jsonl"
     target.write_bytes(target.read_bytes()[:150])
     result = cli.invoke(app, ["compare", str(path), str(path)])
-    assert result.exit_code == 2 and "kat_Geor.jsonl" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "ccc_Cyrl.jsonl" in result.output and "Traceback" not in result.output
     notes: list[str] = []
     outcome = _runner(registry, notes).execute(_request(tmp_path))[0]
-    assert outcome.reused_state and outcome.reused_languages == ["eng_Latn"]
-    assert any("kat_Geor.jsonl" in note and "predicting it again" in note for note in notes)
+    assert outcome.reused_state and outcome.reused_languages == ["aaa_Latn"]
+    assert any("ccc_Cyrl.jsonl" in note and "predicting it again" in note for note in notes)
     assert _snapshot(path) == before
-    assert list((path / "quarantine").rglob("kat_Geor.jsonl"))
+    assert list((path / "quarantine").rglob("ccc_Cyrl.jsonl"))
 
 
 def test_foreign_predictions_are_predicted_again(registry, tmp_path, finished):
     path, before = finished
-    eng, kat = path / "predictions" / "eng_Latn.jsonl", path / "predictions" / "kat_Geor.jsonl"
-    kat.write_bytes(eng.read_bytes())  # well-formed lines, but another language's items
+    aaa, ccc = path / "predictions" / "aaa_Latn.jsonl", path / "predictions" / "ccc_Cyrl.jsonl"
+    ccc.write_bytes(aaa.read_bytes())  # well-formed lines, but another language's items
     notes: list[str] = []
     _runner(registry, notes).execute(_request(tmp_path))
     assert any("test split has" in note for note in notes)
@@ -182,8 +184,9 @@ def test_a_manifest_of_another_configuration_is_refused(registry, tmp_path, fini
 
 
 def test_a_live_run_holds_its_directory(tmp_path):
-    args = ["run", "--backbone", "tiny-random", "--budget", "smoke", "--seed", "1", "--sources", "eng_Latn"]
-    args += ["--targets", "eng_Latn", "--runs-dir", str(tmp_path / "runs")]
+    args = ["run", "--task", "mock", "--backbone", "tiny-random", "--budget", "smoke", "--seed", "1"]
+    args += ["--sources", "aaa_Latn"]
+    args += ["--targets", "aaa_Latn", "--runs-dir", str(tmp_path / "runs")]
     assert cli.invoke(app, args).exit_code == 0
     (path,) = (tmp_path / "runs").iterdir()
     before = _snapshot(path)
@@ -200,7 +203,7 @@ def test_a_live_run_holds_its_directory(tmp_path):
 
 def test_temp_files_of_killed_writes_are_removed(registry, tmp_path, finished):
     path, _ = finished
-    leftovers = [path / ".manifest.json.abc123.tmp", path / "predictions" / ".kat_Geor.jsonl.x.tmp"]
+    leftovers = [path / ".manifest.json.abc123.tmp", path / "predictions" / ".ccc_Cyrl.jsonl.x.tmp"]
     for leftover in leftovers:
         leftover.write_text("partial")
     notes: list[str] = []
@@ -211,7 +214,7 @@ def test_temp_files_of_killed_writes_are_removed(registry, tmp_path, finished):
 
 def test_state_and_predictions_are_world_readable(finished):
     path, _ = finished
-    for file in (path / "state.safetensors", path / "manifest.json", path / "predictions" / "eng_Latn.jsonl"):
+    for file in (path / "state.safetensors", path / "manifest.json", path / "predictions" / "aaa_Latn.jsonl"):
         assert file.stat().st_mode & 0o777 == 0o644, file
 
 

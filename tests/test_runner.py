@@ -1,4 +1,4 @@
-"""End to end through the runner on the tiny random backbone: storage, reuse, resume, reload."""
+"""End to end through the runner on the tiny random backbone: storage, reuse, resume, reload (mock task)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ from xpe_bench.budgets import load_budget
 from xpe_bench.errors import UserInputError
 from xpe_bench.runner import Runner, RunRequest
 
+pytestmark = pytest.mark.usefixtures("mock_task")
+
 
 def _request(tmp_path, **overrides):
     values = {
-        "task": "sib200",
+        "task": "mock",
         "method": "spt",
         "budget": load_budget("smoke"),
         "seed": 1,
         "runs_dir": tmp_path / "runs",
         "backbone": "tiny-random",
-        "sources": "eng_Latn,deu_Latn",
-        "targets": "eng_Latn,kat_Geor",
+        "sources": "aaa_Latn,bbb_Latn",
+        "targets": "aaa_Latn,ccc_Cyrl",
     }
     values.update(overrides)
     return RunRequest(**values)
@@ -36,22 +38,22 @@ def test_run_writes_everything_and_reuses_finished_work(registry, tmp_path):
     assert manifest["budget"]["name"] == "smoke" and manifest["seed"] == 1
     assert manifest["backbone"]["weights_sha256"] and manifest["versions"]["torch"]
     assert manifest["data"]["train_examples"] == 16
-    assert "sib200/eng_Latn/train.tsv" in manifest["data"]["files"]
+    assert "mock/aaa_Latn/train.tsv" in manifest["data"]["files"]
     assert manifest["method"]["parameters"]["trainable"] > 0
     assert manifest["fit"]["steps_run"] == 4
     assert (path / "state.safetensors").exists() and not (path / "fit").exists()
-    assert sorted(outcome.metrics) == ["eng_Latn", "kat_Geor"]
-    assert outcome.metrics["kat_Geor"]["n"] == 8
+    assert sorted(outcome.metrics) == ["aaa_Latn", "ccc_Cyrl"]
+    assert outcome.metrics["ccc_Cyrl"]["n"] == 8
     assert not outcome.reused_state
 
     again = runner.execute(_request(tmp_path))[0]
     assert again.store.path == path
-    assert again.reused_state and sorted(again.reused_languages) == ["eng_Latn", "kat_Geor"]
+    assert again.reused_state and sorted(again.reused_languages) == ["aaa_Latn", "ccc_Cyrl"]
     assert again.metrics == outcome.metrics
 
-    more = runner.execute(_request(tmp_path, targets="eng_Latn,kat_Geor,yor_Latn"))[0]
-    assert more.reused_state and sorted(more.reused_languages) == ["eng_Latn", "kat_Geor"]
-    assert sorted(more.manifest["targets"]) == ["eng_Latn", "kat_Geor", "yor_Latn"]
+    more = runner.execute(_request(tmp_path, targets="aaa_Latn,ccc_Cyrl,bbb_Latn"))[0]
+    assert more.reused_state and sorted(more.reused_languages) == ["aaa_Latn", "ccc_Cyrl"]
+    assert sorted(more.manifest["targets"]) == ["aaa_Latn", "bbb_Latn", "ccc_Cyrl"]
 
 
 def test_other_seed_is_another_run_with_the_same_examples(registry, tmp_path):
@@ -62,7 +64,7 @@ def test_other_seed_is_another_run_with_the_same_examples(registry, tmp_path):
     assert one.manifest["data"]["train_ids_sha256"] == two.manifest["data"]["train_ids_sha256"]
     spt = runner.execute(_request(tmp_path, method="xpe"))[0]
     assert spt.manifest["data"]["train_ids_sha256"] == one.manifest["data"]["train_ids_sha256"]
-    ids = [[r["id"] for r in run.store.read_predictions("kat_Geor")] for run in (one, two, spt)]
+    ids = [[r["id"] for r in run.store.read_predictions("ccc_Cyrl")] for run in (one, two, spt)]
     assert ids[0] == ids[1] == ids[2]
 
 
@@ -104,8 +106,8 @@ def test_reloaded_state_repredicts_stored_predictions_exactly(registry, tmp_path
     backbone = load_backbone("tiny-random", registry.backbones, cache_root())
     method.setup(backbone, outcome.task)
     method.load_state_dict(outcome.store.load_state())
-    test = TaskData(outcome.task, resolve_data_root()).load("kat_Geor", "test")
-    stored = outcome.store.read_predictions("kat_Geor")
+    test = TaskData(outcome.task, resolve_data_root(None, outcome.task.data_root)).load("ccc_Cyrl", "test")
+    stored = outcome.store.read_predictions("ccc_Cyrl")
     index = {i: k for k, i in enumerate(test["id"])}
     subset = test.select([index[row["id"]] for row in stored])
     scores = method.predict(subset, load_budget("smoke"))
@@ -118,6 +120,6 @@ def test_bad_input_is_a_user_error(registry, tmp_path):
     with pytest.raises(UserInputError, match="unknown method"):
         runner.execute(_request(tmp_path, method="nope"))
     with pytest.raises(UserInputError, match="neither a language code nor a group"):
-        runner.execute(_request(tmp_path, targets="eng_Latn,xx"))
+        runner.execute(_request(tmp_path, targets="aaa_Latn,xx"))
     with pytest.raises(UserInputError, match="has no option"):
         runner.execute(_request(tmp_path, options={"colour": "red"}))

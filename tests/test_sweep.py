@@ -96,6 +96,7 @@ def test_expansion_validation_and_packing(tmp_path):
             load_sweep(bad)
 
 
+@pytest.mark.data
 def test_debug_sweep_end_to_end_and_resubmission_is_a_no_op(registry, tmp_path):
     runs = tmp_path / "runs"
     path = _sweep_file(tmp_path, runs)
@@ -116,6 +117,7 @@ def test_debug_sweep_end_to_end_and_resubmission_is_a_no_op(registry, tmp_path):
     assert len(list((tmp_path / "compact").glob("*.json.gz"))) == 5
 
 
+@pytest.mark.data
 def test_local_sweep_survives_a_forced_timeout(registry, tmp_path):
     reference = tmp_path / "reference"
     (tmp_path / "uninterrupted").mkdir()
@@ -166,6 +168,7 @@ def test_local_sweep_survives_a_forced_timeout(registry, tmp_path):
     assert list(_outputs(runs).values()) == list(_outputs(reference).values())
 
 
+@pytest.mark.data
 def test_slurm_script_with_a_fake_sbatch(registry, tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

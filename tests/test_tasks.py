@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from xpe_bench.errors import UserInputError
@@ -35,59 +32,48 @@ def test_texts_with_quotes_are_read_verbatim(sib200, data_root):
     assert any('"' in text for text in texts)
 
 
-def _copy_lang(data_root: Path, tmp_path: Path, lang: str = "eng_Latn") -> Path:
-    root = tmp_path / "data"
-    shutil.copytree(data_root / "sib200" / lang, root / "sib200" / lang)
-    return root
+def test_missing_file_names_the_file(mock_spec, mock_data):
+    (mock_data / "mock/aaa_Latn/dev.tsv").unlink()
+    with pytest.raises(UserInputError, match=r"missing data file .*aaa_Latn/dev\.tsv"):
+        TaskData(mock_spec, mock_data).load("aaa_Latn", "dev")
 
 
-def test_missing_file_names_the_file(sib200, data_root, tmp_path):
-    root = _copy_lang(data_root, tmp_path)
-    (root / "sib200/eng_Latn/dev.tsv").unlink()
-    with pytest.raises(UserInputError, match=r"missing data file .*eng_Latn/dev\.tsv"):
-        TaskData(sib200, root).load("eng_Latn", "dev")
-
-
-def test_wrong_columns(sib200, data_root, tmp_path):
-    root = _copy_lang(data_root, tmp_path)
-    path = root / "sib200/eng_Latn/test.tsv"
+def test_wrong_columns(mock_spec, mock_data):
+    path = mock_data / "mock/aaa_Latn/test.tsv"
     lines = path.read_text(encoding="utf-8").splitlines()
-    path.write_text("\n".join(["index_id\tlabel\ttext", *lines[1:]]) + "\n", encoding="utf-8")
-    with pytest.raises(UserInputError, match=r"test\.tsv:1: wrong columns: missing \['category'\]"):
-        TaskData(sib200, root).load("eng_Latn", "test")
+    path.write_text("\n".join(["id\tcategory\ttext", *lines[1:]]) + "\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match=r"test\.tsv:1: wrong columns: missing \['label'\]"):
+        TaskData(mock_spec, mock_data).load("aaa_Latn", "test")
 
 
-def test_unknown_label_names_file_and_line(sib200, data_root, tmp_path):
-    root = _copy_lang(data_root, tmp_path)
-    path = root / "sib200/eng_Latn/test.tsv"
+def test_unknown_label_names_file_and_line(mock_spec, mock_data):
+    path = mock_data / "mock/aaa_Latn/test.tsv"
     lines = path.read_text(encoding="utf-8").splitlines()
     fields = lines[5].split("\t")
     lines[5] = "\t".join([fields[0], "cooking", fields[2]])
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(UserInputError, match=r"test\.tsv:6: unknown label 'cooking'; valid labels: science"):
-        TaskData(sib200, root).load("eng_Latn", "test")
+    with pytest.raises(UserInputError, match=r"test\.tsv:6: unknown label 'cooking'; valid labels: animal"):
+        TaskData(mock_spec, mock_data).load("aaa_Latn", "test")
 
 
-def test_bytes_that_are_not_utf8_name_file_line_and_offset(sib200, data_root, tmp_path):
+def test_bytes_that_are_not_utf8_name_file_line_and_offset(mock_spec, mock_data):
     """Offsets count the byte-order mark too, so they match what a hex editor shows."""
-    root = _copy_lang(data_root, tmp_path)
-    path = root / "sib200/eng_Latn/test.tsv"
+    path = mock_data / "mock/aaa_Latn/test.tsv"
     raw = b"\xef\xbb\xbf" + path.read_bytes()
     offset = raw.index(b"\n", raw.index(b"\n", raw.index(b"\n") + 1) + 1) + 3  # on the 4th line
     path.write_bytes(raw[:offset] + b"\xff" + raw[offset + 1 :])
     pattern = rf"test\.tsv:4: not valid UTF-8 \(byte 0xff at offset {offset}\)"
     with pytest.raises(UserInputError, match=pattern):
-        TaskData(sib200, root).load("eng_Latn", "test")
+        TaskData(mock_spec, mock_data).load("aaa_Latn", "test")
     path.write_bytes(raw)  # with a byte-order mark and nothing else wrong, it loads
-    assert len(TaskData(sib200, root).load("eng_Latn", "test")) > 0
+    assert len(TaskData(mock_spec, mock_data).load("aaa_Latn", "test")) > 0
 
 
-def test_empty_split(sib200, data_root, tmp_path):
-    root = _copy_lang(data_root, tmp_path)
-    path = root / "sib200/eng_Latn/train.tsv"
+def test_empty_split(mock_spec, mock_data):
+    path = mock_data / "mock/aaa_Latn/train.tsv"
     path.write_text(path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
     with pytest.raises(UserInputError, match="empty split"):
-        TaskData(sib200, root).load("eng_Latn", "train")
+        TaskData(mock_spec, mock_data).load("aaa_Latn", "train")
 
 
 def test_data_root_resolution_order(tmp_path, monkeypatch):

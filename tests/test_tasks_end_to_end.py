@@ -7,6 +7,8 @@ import pytest
 from xpe_bench.budgets import load_budget
 from xpe_bench.runner import Runner, RunRequest
 
+pytestmark = pytest.mark.data  # the built-in tasks' real data
+
 
 @pytest.mark.parametrize(
     ("task", "sources", "targets"),

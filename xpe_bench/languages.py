@@ -13,6 +13,7 @@ never dropped from any table.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,7 +51,9 @@ def joshi_label_order() -> list[str]:
     return [f"joshi-{k}" for k in reversed(JOSHI_CLASSES)] + [UNCLASSIFIED]
 
 
-def _parse_bool(value: str, where: str) -> bool:
+def _parse_bool(value: str | bool, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
     if value in {"1", "true", "True"}:
         return True
     if value in {"0", "false", "False", ""}:
@@ -58,33 +61,42 @@ def _parse_bool(value: str, where: str) -> bool:
     raise ValueError(f"{where}: expected 0/1, got {value!r}")
 
 
+LANGUAGE_COLUMNS = ("code", "name", "joshi", "family", "script", "region", "cc100")
+"""Required columns of a language table (``low_performing`` is optional)."""
+
+
 def read_language_table(path: Path) -> list[Language]:
     """Read a metadata CSV with columns code,name,joshi,family,script,region,cc100[,low_performing]."""
-    languages = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        required = {"code", "name", "joshi", "family", "script", "region", "cc100"}
-        missing = required - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            joshi = row["joshi"].strip()
-            if joshi and int(joshi) not in JOSHI_CLASSES:
-                raise ValueError(f"{where}: Joshi class must be 0-5 or empty, got {joshi!r}")
-            languages.append(
-                Language(
-                    code=row["code"],
-                    name=row["name"],
-                    joshi=int(joshi) if joshi else None,
-                    family=row["family"],
-                    script=row["script"],
-                    region=row["region"],
-                    cc100=_parse_bool(row["cc100"], where),
-                    low_performing=_parse_bool(row.get("low_performing", "0") or "0", where),
-                )
-            )
-    return languages
+    return parse_language_table(path.read_bytes().decode("utf-8"), str(path))
+
+
+def parse_language_table(text: str, origin: str) -> list[Language]:
+    """The rows of a language table's CSV ``text``; ``origin`` (a file name) prefixes every error."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = set(LANGUAGE_COLUMNS) - set(reader.fieldnames or [])
+    if missing:
+        raise ValueError(f"{origin}: missing columns {sorted(missing)}")
+    return [language_from_mapping(row, f"{origin}:{line}") for line, row in enumerate(reader, start=2)]
+
+
+def language_from_mapping(row: Mapping[str, Any], where: str) -> Language:
+    """One language from a table row (CSV strings) or an inline ``[[languages]]`` row (TOML values)."""
+    missing = [column for column in LANGUAGE_COLUMNS if column not in row]
+    if missing:
+        raise ValueError(f"{where}: missing {missing}")
+    joshi = str(row["joshi"]).strip()
+    if joshi and (not joshi.isdigit() or int(joshi) not in JOSHI_CLASSES):
+        raise ValueError(f"{where}: Joshi class must be 0-5 or empty, got {joshi!r}")
+    return Language(
+        code=str(row["code"]),
+        name=str(row["name"]),
+        joshi=int(joshi) if joshi else None,
+        family=str(row["family"]),
+        script=str(row["script"]),
+        region=str(row["region"]),
+        cc100=_parse_bool(row["cc100"], where),
+        low_performing=_parse_bool(row.get("low_performing", "0") or "0", where),
+    )
 
 
 @dataclass(frozen=True)

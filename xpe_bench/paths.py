@@ -1,8 +1,9 @@
 """Where data, reference files and caches live.
 
-Data root resolution, first match wins: ``--data-dir``, ``$XPE_BENCH_DATA``, a ``shared/data`` mirror beside
-the project checkout (``../shared/data`` from the repository root or from the working directory). With none of
-these, tasks fall back to their Hugging Face hub datasets. Reference files (published results a board
+Data root resolution, first match wins: ``--data-dir``, ``$XPE_BENCH_DATA``, the task's own ``data_root``
+(declared in its TOML, relative to the task file), a ``shared/data`` mirror beside the project checkout
+(``../shared/data`` from the repository root or from the working directory). With none of these, tasks fall
+back to their Hugging Face hub datasets. Reference files (published results a board
 quotes) live in a folder beside the data root: ``$XPE_BENCH_REFERENCE``, else ``reference`` beside the data
 root (``../shared/reference`` for ``../shared/data``), else a ``shared/reference`` mirror beside the checkout.
 Caches (converted backbones, feature caches) live outside the repository: ``$XPE_BENCH_CACHE``, default
@@ -27,9 +28,17 @@ def _sibling_mirrors() -> list[Path]:
     return [REPO_ROOT.parent / "shared" / "data", Path.cwd().resolve().parent / "shared" / "data"]
 
 
-def resolve_data_root(cli_value: Path | None = None) -> Path | None:
-    """Return the local data root, or ``None`` when data must come from the hub."""
-    for origin, value in (("--data-dir", cli_value), (f"${DATA_ENV}", os.environ.get(DATA_ENV))):
+def resolve_data_root(cli_value: Path | None = None, task_root: Path | None = None) -> Path | None:
+    """Return the local data root, or ``None`` when data must come from the hub.
+
+    ``task_root`` is a task's own ``data_root``: it counts after ``--data-dir`` and ``$XPE_BENCH_DATA``,
+    which override every task's, and before the mirror beside the checkout.
+    """
+    for origin, value in (
+        ("--data-dir", cli_value),
+        (f"${DATA_ENV}", os.environ.get(DATA_ENV)),
+        ("the task's data_root", task_root),
+    ):
         if value:
             path = Path(value).expanduser()
             if not path.is_dir():

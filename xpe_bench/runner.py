@@ -286,7 +286,7 @@ class Runner:
         targets: list[str],
         init: SourceStage | None,
     ) -> PreparedRun:
-        data = TaskData(task, resolve_data_root(request.data_dir))
+        data = TaskData(task, resolve_data_root(request.data_dir, task.data_root))
         budget = request.budget
         train = _concat([_subset(data, lang, "train", budget.train_per_lang, budget) for lang in sources])
         dev = _concat([_subset(data, lang, "dev", budget.dev_per_lang, budget) for lang in sources])
@@ -372,7 +372,7 @@ class Runner:
                 already = set(self._valid_predictions(store, tests))
                 reused_languages = [lang for lang in targets if lang in already]
                 todo = {lang: test for lang, test in tests.items() if lang not in already}
-                self._predict(method, store, manifest, todo, budget)
+                self._predict(method, task, store, manifest, todo, budget)
             except RunFailed as exc:
                 manifest["status"] = "failed"
                 manifest["failure"] = {"error": str(exc), "at": _now()}
@@ -571,6 +571,7 @@ class Runner:
     def _predict(
         self,
         method: Method,
+        task: TaskSpec,
         store: RunStore,
         manifest: dict[str, Any],
         tests: Mapping[str, datasets.Dataset],
@@ -582,6 +583,9 @@ class Runner:
             scores = method.predict(test, budget)
             if np.isnan(scores).any() or np.isposinf(scores).any():
                 raise RunFailed(f"{lang}: the method returned non-finite scores (NaN or +inf)")
+            allowed = task.allowed_label_mask(lang)
+            if allowed is not None:  # labels_per_language: only the language's own labels can be predicted
+                scores = np.where(allowed, scores, -np.inf)
             store.write_predictions(lang, test["id"], test["label"], scores)
             manifest["timings"]["eval_seconds"] += time.perf_counter() - started
             manifest["status"] = "evaluating"

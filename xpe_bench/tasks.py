@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import string
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -20,14 +21,60 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from xpe_bench.errors import UserInputError
-from xpe_bench.languages import GroupSpec, LanguageTable, read_language_table
+from xpe_bench.languages import (
+    GroupSpec,
+    Language,
+    LanguageTable,
+    language_from_mapping,
+    parse_language_table,
+)
+from xpe_bench.paths import DATA_ENV
 
 if TYPE_CHECKING:  # imported where splits are loaded: listing tasks must not pay for datasets (and torch)
     import datasets
 
 SPLITS = ("train", "dev", "test")
 FEATURE_NAMES = ("lang", "id", "text", "label")
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "name",
+        "version",
+        "description",
+        "citation",
+        "labels",
+        "label_descriptions",
+        "languages",
+        "groups",
+        "labels_per_language",
+        "default_sources",
+        "default_targets",
+        "test_only",
+        "fields",
+        "splits",
+        "local",
+        "hub",
+        "data_root",
+    }
+)
+"""Every field a task file may have (docs/tasks.md documents each); anything else is a typo, reported."""
+
+BUILTIN_TABLES = {
+    "afrisenti_languages.csv": "ea63d410f7e7de23be15a30291ca23fadd6e68bc5275243d1a5071df890efc9c",
+    "nusax-senti_languages.csv": "d3751be8a7cc62fc90ab0c416d09d69c3c27f269483fae249c8b019b05bd93e2",
+    "sib200_languages.csv": "2a3abb3c83e32eb44def754af2b5a1cddb837ba7b8a57f7d292a9cd7ff16e9c1",
+}
+"""The built-in language tables (``xpe_bench/resources``) by name, pinned to the SHA-256 of their content.
+
+A task's identity has always been the SHA-256 of its TOML alone, and every stored run of a built-in task is
+keyed by it. While a task reads one of these tables *unchanged*, that hash still covers the whole definition
+(the TOML names the table and this pin fixes its bytes), so it stays as it was. Any other table, or an edited
+built-in one, is hashed together with the TOML (:func:`definition_digest`): editing a table changes the
+identity of every run of the tasks that read it.
+"""
+DEFINITION_SCHEME = b"xpe-bench task definition v2"
 
 csv.field_size_limit(sys.maxsize)
 
@@ -78,28 +125,56 @@ class TaskSpec:
     """Natural-language description per label (same order), for zero-shot methods; defaults to the names."""
     test_only: tuple[str, ...] = ()
     """Languages without training data: valid targets, never sources."""
+    labels_per_language: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Language -> the only labels its items take and its predictions may name (the rest of the languages
+    take every label); see :meth:`allowed_label_mask`."""
+    data_root: Path | None = None
+    """Where this task's data lives when neither ``--data-dir`` nor ``$XPE_BENCH_DATA`` is given."""
     definition_sha256: str = ""
+    """SHA-256 of the whole definition (:func:`definition_digest`): part of every run's identity."""
 
     @classmethod
     def from_toml(cls, path: Path) -> TaskSpec:
-        raw_bytes = path.read_bytes()
-        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+        """Load and validate a task file; any fault is one :class:`UserInputError` line naming ``path``.
+
+        A ``languages = "<file>.csv"`` table resolves next to the task file first, then among the built-in
+        tables of ``xpe_bench.resources``; ``[[languages]]`` rows declare it inline.
+        """
+        path = Path(path)
         try:
-            return cls._from_mapping(raw, hashlib.sha256(raw_bytes).hexdigest())
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: invalid task definition: {exc}") from exc
+            raw_bytes = path.read_bytes()
+            raw = tomllib.loads(raw_bytes.decode("utf-8"))
+        except OSError as exc:
+            raise UserInputError(f"{path}: cannot read the task file ({exc.strerror or exc})") from exc
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise UserInputError(f"{path}: not a valid TOML task file: {exc}") from exc
+        try:
+            languages, digest = _languages_and_digest(raw, raw_bytes, path)
+            return cls._from_mapping(raw, languages, digest, path.parent)
+        except KeyError as exc:
+            raise UserInputError(f"{path}: invalid task definition: missing required field {exc}") from exc
+        except (ValueError, TypeError, UserInputError) as exc:
+            raise UserInputError(f"{path}: invalid task definition: {exc}") from exc
 
     @classmethod
-    def _from_mapping(cls, raw: Mapping[str, Any], digest: str) -> TaskSpec:
-        table_file = resources.files("xpe_bench.resources").joinpath(raw["languages"])
-        with resources.as_file(table_file) as table_path:
-            languages = read_language_table(table_path)
+    def _from_mapping(
+        cls, raw: Mapping[str, Any], languages: list[Language], digest: str, folder: Path
+    ) -> TaskSpec:
+        unknown = set(raw) - TOP_LEVEL_KEYS
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}; valid: {', '.join(sorted(TOP_LEVEL_KEYS))}")
         groups = [GroupSpec.from_mapping(name, spec) for name, spec in raw.get("groups", {}).items()]
+        table = LanguageTable(languages, groups)
         local = dict(raw["local"])
         hub = raw.get("hub")
         labels = tuple(raw["labels"])
         if len(set(labels)) != len(labels):
             raise ValueError("labels must be unique")
+        fields = dict(raw["fields"])
+        TextTemplate.parse(fields["text"])  # a malformed template fails here, not at the first data file
+        data_root = raw.get("data_root")
+        if data_root is not None and not isinstance(data_root, str):
+            raise ValueError("data_root must be a path (a string), relative to the task file or absolute")
         return cls(
             name=raw["name"],
             version=int(raw["version"]),
@@ -107,8 +182,8 @@ class TaskSpec:
             citation=raw.get("citation", ""),
             labels=labels,
             label_descriptions=_label_descriptions(raw, labels),
-            languages=LanguageTable(languages, groups),
-            fields=dict(raw["fields"]),
+            languages=table,
+            fields=fields,
             local=LocalLayout(
                 path=local["path"],
                 format=local.get("format", "tsv"),
@@ -122,8 +197,21 @@ class TaskSpec:
             default_sources=raw.get("default_sources", "all"),
             default_targets=raw.get("default_targets", "all"),
             test_only=tuple(raw.get("test_only", ())),
+            labels_per_language=_labels_per_language(raw, labels, table),
+            data_root=(folder / data_root).resolve() if data_root is not None else None,
             definition_sha256=digest,
         )
+
+    def labels_of(self, lang: str) -> tuple[str, ...]:
+        """The labels ``lang`` may take: its declared subset, else every label of the task."""
+        return self.labels_per_language.get(lang, self.labels)
+
+    def allowed_label_mask(self, lang: str) -> np.ndarray | None:
+        """``(num_labels,)`` booleans of the labels ``lang`` may take, or ``None`` when it may take all."""
+        subset = self.labels_per_language.get(lang)
+        if subset is None:
+            return None
+        return np.array([label in subset for label in self.labels])
 
     @property
     def num_labels(self) -> int:
@@ -139,7 +227,103 @@ class TaskSpec:
             "groups": list(self.languages.groups),
             "hub_id": self.hub.id if self.hub else None,
             "definition_sha256": self.definition_sha256,
-        }
+        } | ({"labels_per_language": dict(self.labels_per_language)} if self.labels_per_language else {})
+
+
+def definition_digest(toml_bytes: bytes, table_name: str, table_bytes: bytes) -> str:
+    """SHA-256 of a task file together with the language table it reads (scheme v2, length-prefixed so no
+    two different definitions hash the same bytes)."""
+    digest = hashlib.sha256(DEFINITION_SCHEME)
+    for part in (toml_bytes, table_name.encode("utf-8"), table_bytes):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _languages_and_digest(raw: Mapping[str, Any], raw_bytes: bytes, path: Path) -> tuple[list[Language], str]:
+    """The task's languages (from its table file or inline rows) and the SHA-256 of its whole definition."""
+    value = raw["languages"]
+    if isinstance(value, list):  # [[languages]] rows: the TOML is the whole definition
+        rows = [language_from_mapping(row, f"languages[{i}]") for i, row in enumerate(value)]
+        return rows, hashlib.sha256(raw_bytes).hexdigest()
+    if not isinstance(value, str):
+        raise ValueError("languages must name a CSV table (a string) or be [[languages]] rows")
+    beside = path.parent / value
+    builtin = resources.files("xpe_bench.resources").joinpath(value)
+    if beside.is_file():
+        table_bytes, origin, is_builtin = beside.read_bytes(), str(beside), False
+    elif value in BUILTIN_TABLES and builtin.is_file():
+        table_bytes, origin, is_builtin = builtin.read_bytes(), f"xpe_bench/resources/{value}", True
+    else:
+        raise ValueError(
+            f"language table {value!r} not found next to the task file ({beside}) nor among the built-in "
+            f"tables ({', '.join(BUILTIN_TABLES)})"
+        )
+    try:
+        text = table_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{origin}: the language table is not UTF-8 text ({exc})") from exc
+    languages = parse_language_table(text, origin)
+    if is_builtin and hashlib.sha256(table_bytes).hexdigest() == BUILTIN_TABLES[value]:
+        return languages, hashlib.sha256(raw_bytes).hexdigest()
+    return languages, definition_digest(raw_bytes, value, table_bytes)
+
+
+class TextTemplate:
+    """How an item's text is built from a data file's columns.
+
+    ``fields.text`` is a column name (``"text"``), or, when it contains ``{``, a template over several
+    columns: ``"{headline}\n{body}"`` joins the two with a newline. Everything between braces is a column
+    name taken literally (no format specs, conversions, attribute or index lookups); ``{{`` and ``}}`` are
+    literal braces.
+    """
+
+    def __init__(self, pieces: tuple[tuple[str, str | None], ...]) -> None:
+        self.pieces = pieces
+        self.columns = tuple(dict.fromkeys(name for _, name in pieces if name is not None))
+
+    @classmethod
+    def parse(cls, template: str) -> TextTemplate:
+        if not isinstance(template, str) or not template:
+            raise ValueError("fields.text must be a column name or a template such as '{headline}\\n{body}'")
+        if "{" not in template and "}" not in template:
+            return cls((("", template),))
+        pieces: list[tuple[str, str | None]] = []
+        try:
+            parsed = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            raise ValueError(f"fields.text template {template!r}: {exc}") from exc
+        for literal, name, spec, conversion in parsed:
+            if name is not None and (not name or spec or conversion):
+                raise ValueError(
+                    f"fields.text template {template!r}: each {{…}} must hold just a column name "
+                    "(no format spec, conversion or positional field)"
+                )
+            pieces.append((literal, name))
+        if not any(name for _, name in pieces):
+            raise ValueError(f"fields.text template {template!r} names no column")
+        return cls(tuple(pieces))
+
+    def render(self, values: Mapping[str, str]) -> str:
+        return "".join(literal + (values[name] if name is not None else "") for literal, name in self.pieces)
+
+
+def _labels_per_language(
+    raw: Mapping[str, Any], labels: tuple[str, ...], table: LanguageTable
+) -> dict[str, tuple[str, ...]]:
+    subsets = {}
+    for lang, given in raw.get("labels_per_language", {}).items():
+        if lang not in table:
+            raise ValueError(f"labels_per_language: unknown language {lang!r}")
+        if not isinstance(given, list) or len(given) < 2 or len(set(given)) != len(given):
+            raise ValueError(f"labels_per_language.{lang} must list at least two distinct labels")
+        unknown = [label for label in given if label not in labels]
+        if unknown:
+            raise ValueError(
+                f"labels_per_language.{lang}: unknown labels {unknown}; valid: {', '.join(labels)}"
+            )
+        subsets[lang] = tuple(label for label in labels if label in given)  # in the task's label order
+    return subsets
 
 
 def _quoting(raw: Any) -> bool | dict[str, bool]:
@@ -237,9 +421,15 @@ class TaskData:
 
         path = self.task.local.file_for(self.root, lang, split)  # type: ignore[arg-type]
         if not path.is_file():
+            own = self.task.data_root
+            overridden = (
+                f"; the task's own data_root {own} is overridden by --data-dir or ${DATA_ENV}"
+                if own is not None and own != self.root
+                else ""
+            )
             raise UserInputError(
                 f"missing data file {path} (task {self.task.name}, language {lang}, split {split}); "
-                f"expected layout <data-root>/{self.task.local.path}"
+                f"expected layout <data-root>/{self.task.local.path}{overridden}"
             )
         raw = path.read_bytes()
         self.fingerprints[str(path.relative_to(self.root))] = hashlib.sha256(raw).hexdigest()  # type: ignore[arg-type]
@@ -252,15 +442,18 @@ class TaskData:
         if header is None:
             return self._empty_or_fail(path, lang, split, "the file is empty (no header)")
         fields = self.task.fields
-        wanted = [fields["text"], fields["label"]] + ([fields["id"]] if "id" in fields else [])
+        template = TextTemplate.parse(fields["text"])
+        wanted = [*template.columns, fields["label"]] + ([fields["id"]] if "id" in fields else [])
         missing = [name for name in wanted if name not in header]
         if missing:
             raise UserInputError(
                 f"{path}:1: wrong columns: missing {missing}; header is {header}, expected columns {wanted}"
             )
-        text_at, label_at = header.index(fields["text"]), header.index(fields["label"])
+        text_at = {name: header.index(name) for name in template.columns}
+        label_at = header.index(fields["label"])
         id_at = header.index(fields["id"]) if "id" in fields else None
         label_ids = {label: i for i, label in enumerate(self.task.labels)}
+        allowed = self.task.labels_of(lang)
         columns: dict[str, list[Any]] = {name: [] for name in FEATURE_NAMES}
         for row in reader:
             # reader.line_num counts physical lines, so quoted multi-line fields keep positions exact.
@@ -268,17 +461,23 @@ class TaskData:
             if len(row) != len(header):
                 raise UserInputError(f"{where}: {len(row)} fields, but the header has {len(header)}")
             label = row[label_at].strip()
-            if label not in label_ids:
-                raise UserInputError(
-                    f"{where}: unknown label {label!r}; valid labels: {', '.join(self.task.labels)}"
-                )
+            if label not in allowed:
+                raise UserInputError(f"{where}: {self._label_fault(lang, label)}")
             columns["lang"].append(lang)
             columns["id"].append(row[id_at] if id_at is not None else str(reader.line_num))
-            columns["text"].append(row[text_at])
+            columns["text"].append(template.render({name: row[at] for name, at in text_at.items()}))
             columns["label"].append(label_ids[label])
         if not columns["id"]:
             return self._empty_or_fail(path, lang, split, "the split has a header but no rows")
         return datasets.Dataset.from_dict(columns, features=_features(self.task.labels))
+
+    def _label_fault(self, lang: str, label: str) -> str:
+        if label in self.task.labels:
+            return (
+                f"label {label!r} is not among the labels of {lang} (labels_per_language): "
+                f"{', '.join(self.task.labels_of(lang))}"
+            )
+        return f"unknown label {label!r}; valid labels: {', '.join(self.task.labels)}"
 
     def _empty_or_fail(self, path: Path, lang: str, split: str, why: str) -> datasets.Dataset:
         import datasets
@@ -314,14 +513,22 @@ class TaskData:
         feature = ds.features[fields["label"]]
         if isinstance(feature, datasets.ClassLabel):  # stored as ids of the dataset's own label order
             labels = [feature.int2str(label) for label in labels]
-        bad = sorted({label for label in labels if label not in label_ids})
+        bad = sorted({label for label in labels if label not in self.task.labels_of(lang)})
         if bad:
-            raise UserInputError(f"{hub.id} ({config}, {hub_split}): unknown labels {bad}")
+            raise UserInputError(f"{hub.id} ({config}, {hub_split}): {self._label_fault(lang, bad[0])}")
+        template = TextTemplate.parse(fields["text"])
+        missing = [name for name in template.columns if name not in ds.column_names]
+        if missing:
+            raise UserInputError(
+                f"{hub.id} ({config}, {hub_split}): no column {missing[0]!r} (fields.text); columns: "
+                f"{', '.join(ds.column_names)}"
+            )
+        texts = zip(*(ds[name] for name in template.columns), strict=True)
         ids = ds[fields["id"]] if "id" in fields else range(len(ds))
         columns = {
             "lang": [lang] * len(ds),
             "id": [str(i) for i in ids],
-            "text": list(ds[fields["text"]]),
+            "text": [template.render(dict(zip(template.columns, row, strict=True))) for row in texts],
             "label": [label_ids[label] for label in labels],
         }
         return datasets.Dataset.from_dict(columns, features=_features(self.task.labels))
