@@ -164,6 +164,9 @@ def test_local_sweep_survives_a_forced_timeout(registry, tmp_path):
     log = Path(record["stdout"]).read_text() + Path(record["stderr"]).read_text()
     assert "Requeued" in log, log[-2000:]
     assert "resuming the interrupted training from step" in log, log[-2000:]
+    some_run = rows[0]["run"]
+    logs = cli.invoke(app, ["sweep", "logs", str(path), some_run])
+    assert logs.exit_code == 0 and f"{some_run}: complete" in logs.output
     assert _outputs(runs).keys() == _outputs(reference).keys()
     assert list(_outputs(runs).values()) == list(_outputs(reference).values())
 
@@ -214,3 +217,40 @@ def test_slurm_script_with_a_fake_sbatch(registry, tmp_path, monkeypatch):
     assert f"#SBATCH --output={sweep_folder}/jobs/%A_%a/%A_%a_0_log.out" in first
     records = [json.loads(line) for line in (load_sweep(path).folder / "submissions.jsonl").open()]
     assert [r["job_id"] for r in records] == ["4240_0", "4240_1", "4240_2", "4241_0", "4241_1"]
+
+
+STAGES = """
+name = "stages"
+runs_dir = "{runs}"
+[fixed]
+backbone = "tiny-random"
+budget = "smoke"
+[[runs]]
+method = "spt"
+sources = "eng_Latn"
+targets = "eng_Latn"
+[[runs]]
+method = "spt"
+regime = "supervised"
+targets = "kat_Geor,yor_Latn"
+init_from = {{ sources = "eng_Latn", targets = "eng_Latn" }}
+"""
+
+
+@pytest.mark.data
+def test_a_supervised_entry_waits_for_its_source_stage(registry, tmp_path):
+    path = tmp_path / "stages.toml"
+    path.write_text(STAGES.format(runs=tmp_path / "runs"))
+    sweep = load_sweep(path)
+    source, target = sweep.entries
+    assert target.source_stage() == source  # the same entry, defaults spelled out or not
+    assert [run.state for run in plan(sweep, Runner(registry))] == ["to run", "blocked"]
+    assert [len(chunk) for chunk in pack(sweep.entries, 2)] == [2]  # packed together, source first
+
+    result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "debug"])
+    assert result.exit_code == 0, result.output
+    planned = plan(sweep, Runner(registry))
+    assert [run.state for run in planned] == ["done", "done", "done"]  # the source, then one run per target
+    names = sorted(run.run_dir.name for run in planned[1:])
+    assert names[0].startswith("sib200-spt-tiny-random-smoke-supervised-kat_Geor-s1-")
+    assert names[1].startswith("sib200-spt-tiny-random-smoke-supervised-yor_Latn-s1-")

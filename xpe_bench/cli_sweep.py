@@ -182,7 +182,11 @@ def logs_command(
         log = Path(record[stream])
         console.rule(f"job {record['job_id']} {stream}: {log}")
         if log.exists():
-            console.print("\n".join(log.read_text(errors="replace").splitlines()[-lines:]), highlight=False)
+            console.print(
+                "\n".join(log.read_text(errors="replace").splitlines()[-lines:]),
+                markup=False,
+                highlight=False,
+            )
         else:
             console.print("(no log yet)")
 

@@ -65,7 +65,16 @@ ENTRY_FIELDS = {
     "init_parts": str,
 }
 """What a sweep entry may set (the fields of a run request), with their TOML types."""
-DEFAULTS: Mapping[str, Any] = {"task": "sib200", "method": "spt", "backbone": "me5-small", "budget": "quick"}
+DEFAULTS: Mapping[str, Any] = {
+    "task": "sib200",
+    "method": "spt",
+    "backbone": "me5-small",
+    "budget": "quick",
+    "seed": 1,
+    "regime": "zero-shot-xlt",
+}
+"""What an entry that does not say gets (as ``xpe-bench run`` would); spelled out, so that an entry and the
+source stage a supervised entry names are the same entry whether or not they repeat a default."""
 LAUNCHERS = ("debug", "local", "slurm")
 SUBMISSIONS = "submissions.jsonl"
 JOBS = "jobs"
