@@ -23,6 +23,7 @@ from xpe_bench.hookspecs import hookimpl
 from xpe_bench.methods import Choice, FitContext, Method, MethodSpec, ParameterReport, parameter_report
 from xpe_bench.modeling import ClassificationHead, EncoderClassifier, TorchMethod, hidden_dropout
 from xpe_bench.paths import cache_root
+from xpe_bench.roles import BUILTIN_ROLES
 
 if TYPE_CHECKING:
     import datasets
@@ -99,6 +100,7 @@ class HeadOnly(Method):
             pad_id=0,
             workdir=Path(context.workdir),
             progress=context.progress,
+            roles=context.roles,
         )
 
     def predict(self, data: datasets.Dataset, budget: Budget) -> np.ndarray:
@@ -112,6 +114,9 @@ class HeadOnly(Method):
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         self.model.load_state_dict(dict(state), strict=True)
+
+    def parameter_roles(self) -> dict[str, str]:
+        return {name: "head" for name, p in self.model.named_parameters() if p.requires_grad}
 
     def parameter_report(self) -> ParameterReport:
         return parameter_report({"encoder": self.backbone.model, "head": self.model.head})
@@ -129,6 +134,7 @@ def xpe_bench_methods() -> list[MethodSpec]:
             "full-model fine-tuning: backbone and head train (the paper's strongest baseline)",
             _full_ft,
             {"freeze_embeddings": False},
+            roles={role: BUILTIN_ROLES[role] for role in ("backbone", "head")},
         ),
         MethodSpec(
             "head-only",
@@ -138,5 +144,6 @@ def xpe_bench_methods() -> list[MethodSpec]:
             # "first" = the <s> state, the same position a prompt-free XLM-R head reads.
             {"pooling": "mean"},
             rules={"pooling": Choice(("mean", "first"))},
+            roles={"head": BUILTIN_ROLES["head"]},
         ),
     ]

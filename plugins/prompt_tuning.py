@@ -25,6 +25,7 @@ from xpe_bench.backbones import Backbone
 from xpe_bench.hookspecs import hookimpl
 from xpe_bench.methods import Choice, MethodSpec, Range
 from xpe_bench.modeling import EncoderClassifier, PromptModule, TorchMethod, hidden_dropout
+from xpe_bench.roles import BUILTIN_ROLES
 
 
 def split_tokens(num_tokens: int, ratio: float) -> tuple[int, int]:
@@ -131,6 +132,9 @@ RULES = {
     "xpe_table_role": Choice(("prompt", "prompt_encoder")),
 }
 
+ROLES = {role: BUILTIN_ROLES[role] for role in ("prompt", "prompt_encoder", "head")}
+"""The prompt (no weight decay) and its encoder come from the source stage under ``--init-parts auto``."""
+
 
 @hookimpl
 def xpe_bench_methods() -> list[MethodSpec]:
@@ -142,6 +146,14 @@ def xpe_bench_methods() -> list[MethodSpec]:
         ("dual-70", 0.7, "DUAL with encoder ratio 0.7 (6 SPT + 14 XPE tokens)"),
     ]
     return [
-        MethodSpec(name, description, PromptTuning, _options(ratio), target_stage=TARGET_STAGE, rules=RULES)
+        MethodSpec(
+            name,
+            description,
+            PromptTuning,
+            _options(ratio),
+            target_stage=TARGET_STAGE,
+            rules=RULES,
+            roles=ROLES,
+        )
         for name, ratio, description in presets
     ]

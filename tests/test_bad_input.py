@@ -176,10 +176,16 @@ CASES = [
         budget=_budget("max_steps = 1\nlearning_rates = { head = -1e-3 }\n"),
     ),
     Case(
-        "budget-learning-rate-unknown-role",
+        "budget-learning-rate-malformed-role",
         [*RUN, "--budget", "{budget}"],
-        "learning_rates has unknown roles ['foo']",
-        budget=_budget("max_steps = 1\nlearning_rates = { foo = 1.0 }\n"),
+        "learning_rates has malformed role names ['Foo-Bar']",
+        budget=_budget('max_steps = 1\nlearning_rates = { "Foo-Bar" = 1.0 }\n'),
+    ),
+    Case(
+        "budget-learning-rate-missing-role",
+        [*RUN, "--budget", "{budget}"],
+        "budget 'mine' sets no learning rate for method 'spt''s role(s) 'prompt', 'prompt_encoder' (it sets",
+        budget=_budget("max_steps = 1\nlearning_rates = { foo = 1.0, head = 1.0 }\n"),
     ),
     Case(
         "budget-unknown-optimizer",
