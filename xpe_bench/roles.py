@@ -70,8 +70,6 @@ class ResolvedRole:
 
 def check_roles(owner: str, roles: Mapping[str, RoleSpec]) -> None:
     """Raise ``ValueError`` (a plugin's mistake, not the user's) for a role declaration that cannot work."""
-    if not roles:
-        raise ValueError(f"{owner}: declares no parameter roles")
     for name, spec in roles.items():
         if not ROLE_NAME.fullmatch(name):
             raise ValueError(f"{owner}: role name {name!r} must match {ROLE_NAME.pattern}")
