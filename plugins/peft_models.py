@@ -61,6 +61,30 @@ def peft_config(kind: str, options: Mapping[str, Any], hidden_size: int) -> Peft
 METHOD_NAMES = {"lora": "lora", "ia3": "ia3", "prompt": "peft-prompt"}
 
 
+def check_target_modules(method: str, options: Mapping[str, Any], backbone: Backbone) -> None:
+    """Every listed module name must match a module of the backbone, as PEFT matches them (the name or a
+    dotted suffix of it): PEFT itself only fails when *none* matches, and would drop a misspelled one."""
+    names = [name for name, _ in backbone.model.named_modules() if name]
+    for option in ("target_modules", "feedforward_modules"):
+        unmatched = [
+            wanted
+            for wanted in options.get(option, [])
+            if not any(name == wanted or name.endswith("." + wanted) for name in names)
+        ]
+        if unmatched:
+            linear = sorted(
+                {
+                    name.rsplit(".", 1)[-1]
+                    for name, m in backbone.model.named_modules()
+                    if isinstance(m, nn.Linear)
+                }
+            )
+            raise UserInputError(
+                f"option {method}.{option}: {unmatched} match no module of {backbone.name}; valid: module "
+                f"names or dotted suffixes, e.g. {', '.join(linear)}"
+            )
+
+
 class PeftMethod(TorchMethod):
     """A PEFT configuration around a copy of the backbone, the XLM-R head on top, the shared loop."""
 
@@ -73,11 +97,12 @@ class PeftMethod(TorchMethod):
     ) -> tuple[EncoderClassifier, dict[str, list[nn.Parameter]]]:
         from peft import get_peft_model
 
+        check_target_modules(METHOD_NAMES[self.kind], self.options, backbone)
         config = peft_config(self.kind, self.options, backbone.hidden_size)
         encoder = copy.deepcopy(backbone.model)
         try:
             wrapped = get_peft_model(encoder, config)
-        except ValueError as exc:  # e.g. target modules the backbone does not have
+        except ValueError as exc:  # e.g. a target module type PEFT cannot adapt
             message = " ".join(str(exc).split())
             raise UserInputError(
                 f"method {METHOD_NAMES[self.kind]}: PEFT rejects the options on {backbone.name}: {message}"

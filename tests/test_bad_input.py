@@ -248,6 +248,41 @@ CASES = [
         "option zero-shot.template: 'Topic:'; valid: a text with exactly one <mask>",
     ),
     Case(
+        "option-lora-rank",
+        [*RUN, "--method", "lora", "-o", "r=0"],
+        "option lora.r: '0'; valid: >= 1",
+    ),
+    Case(
+        "option-lora-target-modules",
+        [*RUN, "--method", "lora", "-o", "target_modules=query,nosuch"],
+        "option lora.target_modules: ['nosuch'] match no module of tiny-random; valid: module names",
+    ),
+    Case(
+        "option-lora-alpha",
+        [*RUN, "--method", "lora", "-o", "alpha=0"],
+        "option lora.alpha: '0'; valid: >= 1",
+    ),
+    Case(
+        "option-lora-dropout",
+        [*RUN, "--method", "lora", "-o", "dropout=1"],
+        "option lora.dropout: '1'; valid: in [0.0, 1.0)",
+    ),
+    Case(
+        "option-lora-empty-list",
+        [*RUN, "--method", "lora", "-o", "target_modules=,"],
+        "option lora.target_modules: ','; valid: a non-empty comma list of module names",
+    ),
+    Case(
+        "option-peft-prompt-init",
+        [*RUN, "--method", "peft-prompt", "-o", "init=text"],
+        "option peft-prompt.init: 'text'; valid: one of random, sample_vocab",
+    ),
+    Case(
+        "option-ia3-feedforward",
+        [*RUN, "--method", "ia3", "-o", "feedforward_modules=query"],
+        "option ia3.feedforward_modules: ['query'] are not in target_modules",
+    ),
+    Case(
         "option-replay-source",
         [*RUN, "--method", "replay", "-o", "source=gpt-5"],
         "option replay.source: 'gpt-5'; valid: one of gpt-4, gpt-3.5",

@@ -92,7 +92,7 @@ class PreparedRun:
     backbone_seconds: float
     identity: dict[str, Any]
     store: RunStore
-    roles: dict[str, ResolvedRole] = field(default_factory=dict)
+    roles: dict[str, ResolvedRole]
     """The method's roles under the budget (empty for a method that trains nothing)."""
 
     @property
@@ -187,8 +187,8 @@ class Runner:
                 raise UserInputError("--init-from is only used with --regime supervised")
             sources, targets = self.resolve_languages(task, request.sources, request.targets)
             options = spec.resolve_options(request.options)
-            self._roles(spec, request.budget)
-            return [self._prepare(request, task, spec, options, sources, targets, None)]
+            roles = self._roles(spec, request.budget)
+            return [self._prepare(request, task, spec, options, roles, sources, targets, None)]
         if request.sources is not None:
             raise UserInputError(
                 f"--sources is not used with --regime {request.regime}: every target language trains on "
@@ -205,9 +205,9 @@ class Runner:
             )
         # The target stage's own option values (e.g. no XPE dropout); the user's options still win.
         options = spec.resolve_options({**spec.target_stage, **request.options})
-        self._roles(spec, request.budget)
+        roles = self._roles(spec, request.budget)
         init = self._source_stage(request, task, spec, options) if request.regime == "supervised" else None
-        return [self._prepare(request, task, spec, options, [lang], [lang], init) for lang in targets]
+        return [self._prepare(request, task, spec, options, roles, [lang], [lang], init) for lang in targets]
 
     @staticmethod
     def _roles(spec: MethodSpec, budget: Budget) -> dict[str, ResolvedRole]:
@@ -283,6 +283,7 @@ class Runner:
         task: TaskSpec,
         spec: MethodSpec,
         options: dict[str, Any],
+        roles: dict[str, ResolvedRole],
         sources: list[str],
         targets: list[str],
         init: SourceStage | None,
@@ -329,7 +330,7 @@ class Runner:
             backbone_seconds=backbone_seconds,
             identity=identity,
             store=store,
-            roles=self._roles(spec, budget),
+            roles=roles,
         )
 
     def run_prepared(self, prepared: PreparedRun) -> RunOutcome:
