@@ -182,12 +182,14 @@ def run(
     """
     from transformers.utils import logging as transformers_logging
 
+    from xpe_bench import distributed
     from xpe_bench.budgets import load_budget
     from xpe_bench.paths import check_writable_dir
     from xpe_bench.report import RichProgress, print_run_result
     from xpe_bench.runner import Reporters, Runner, RunRequest
 
     transformers_logging.disable_progress_bar()  # our own bars show the phases
+    distributed.start()
 
     chosen = load_budget(budget).with_overrides(
         train_per_lang=train_per_lang,
@@ -231,6 +233,8 @@ def run(
                 f"· seed {one_seed}"
             )
             outcomes = runner.execute(request)
+            if not outcomes:  # a helper process of a data-parallel run: the main process reports
+                continue
             metrics = {lang: m for outcome in outcomes for lang, m in outcome.metrics.items()}
             reused = sum(outcome.reused_state for outcome in outcomes)
             if reused:

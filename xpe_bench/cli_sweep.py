@@ -36,8 +36,10 @@ def plan_command(path: SweepFile, fmt: FormatOption = OutputFormat.table) -> Non
     from xpe_bench.sweep import summarize
 
     sweep, planned = _plan(path)
-    columns = ["group", "runs", "done", "running", "partial", "to run", "blocked", "failed", "unreadable"]
-    emit(console, summarize(planned), fmt, f"sweep {sweep.name}: {len(planned)} runs", columns)
+    rows = summarize(planned)
+    states = ["done", "running", "partial", "to run", "blocked", "failed", "unreadable"]
+    shown = [state for state in states if any(row[state] for row in rows)]  # the table omits empty states
+    emit(console, rows, fmt, f"sweep {sweep.name}: {len(planned)} runs", ["group", "runs", *shown])
 
 
 @sweep_app.command("submit")
@@ -59,8 +61,9 @@ def submit_command(
     slurm_arg: Annotated[
         list[str] | None, typer.Option("--slurm-arg", help="extra sbatch option key=value (repeatable)")
     ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the submitted jobs have ended")] = False,
 ) -> None:
-    """Submit every run that is not done; returns at once (debug runs in this process)."""
+    """Submit every run that is not done; returns at once (debug runs in this process) unless --wait."""
     from xpe_bench.plugins import load_registry
     from xpe_bench.runner import Runner
     from xpe_bench.sweep import Resources, load_sweep, node_local, submit
@@ -108,6 +111,24 @@ def submit_command(
     console.print(f"sweep {sweep.name}: {runs} entries in {len(records)} {launcher} job(s)")
     for record in records:
         console.print(f"  job {record['job_id']}: {len(record['entries'])} entries, log {record['stdout']}")
+    if wait:
+        _wait(records)
+
+
+def _wait(records: list[dict[str, Any]], poll_seconds: float = 10.0) -> None:
+    """Block until no submitted job is alive any more (a progress line a minute while waiting)."""
+    import time
+
+    from xpe_bench.sweep import job_state
+
+    alive = {"RUNNING", "PENDING", "REQUEUED", "SUSPENDED", "CONFIGURING", "COMPLETING"}
+    started = last = time.monotonic()
+    while running := [r["job_id"] for r in records if job_state(r) in alive]:
+        if time.monotonic() - last >= 60:
+            minutes = (time.monotonic() - started) / 60
+            console.print(f"waiting for {len(running)} job(s) ({minutes:.0f} min): {', '.join(running)}")
+            last = time.monotonic()
+        time.sleep(poll_seconds)
 
 
 @sweep_app.command("status")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import transformers
 
+from xpe_bench import distributed
 from xpe_bench.backbones import Backbone, load_backbone
 from xpe_bench.budgets import Budget, subset_indices
 from xpe_bench.checkpoint import CheckpointError
@@ -172,8 +173,32 @@ class Runner:
         return source_codes, target_codes
 
     def execute(self, request: RunRequest) -> list[RunOutcome]:
-        """Run the request's regime: one run (zero-shot-xlt) or one run per target language."""
+        """Run the request's regime: one run (zero-shot-xlt) or one run per target language.
+
+        In a data-parallel launch only the main process returns outcomes; the others help train each run
+        (:mod:`xpe_bench.distributed`) and return nothing."""
+        if not distributed.is_main():
+            for prepared in self.prepare(request):
+                self._train_as_peer(prepared)
+            return []
         return [self.run_prepared(prepared) for prepared in self.prepare(request)]
+
+    def _train_as_peer(self, prepared: PreparedRun) -> None:
+        """A non-main process of a data-parallel run: train alongside the main one, write nothing."""
+        request = prepared.request
+        (needs_fit,) = distributed.from_main([None])
+        if not needs_fit:
+            return
+        transformers.set_seed(request.seed)
+        method = prepared.spec.create(prepared.options)
+        method.setup(prepared.backbone, prepared.task)
+        if prepared.init is not None:
+            method.load_state_dict(method.state_dict() | prepared.init.state)
+        method.fit(
+            FitContext(
+                prepared.train, prepared.dev, request.budget, request.seed, prepared.store.path / "fit"
+            )
+        )
 
     def prepare(self, request: RunRequest) -> list[PreparedRun]:
         """Validate the request and resolve each of its runs to an identity and a run directory; nothing is
@@ -360,8 +385,14 @@ class Runner:
             reused_state = stored is not None
             try:
                 if stored is not None:
-                    method.load_state_dict(stored[0])
-                else:
+                    try:
+                        method.load_state_dict(stored[0])
+                    except ValueError as exc:  # readable, but not this method's tensors
+                        self._discard_state(store, f"{store.state_path}: {exc}")
+                        stored = None
+                        reused_state = False
+                distributed.from_main([stored is None])  # tell the peers whether there is training to do
+                if stored is None:
                     if init is not None:
                         method.load_state_dict(method.state_dict() | init.state)
                     self._fit(method, store, manifest, train, dev, budget, request.seed, prepared.roles)

@@ -30,20 +30,24 @@ status and collection read the run directories (JSON and safetensors).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import itertools
 import json
 import math
 import os
 import signal
+import subprocess
 import sys
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from xpe_bench import distributed
 from xpe_bench.errors import UserInputError
 
 ENTRY_FIELDS = {
@@ -290,7 +294,7 @@ class SweepJob:
         from xpe_bench.runner import Reporters, Runner
         from xpe_bench.store import RunLocked
 
-        strip_single_process_distributed_env()
+        distributed.start()  # a multi-process job joins its group; a single one drops inherited variables
         out = LineProgress(sys.stdout)
         runner = Runner(
             load_registry(), Reporters(train=out, evaluate=LineProgress(sys.stdout), note=out.note)
@@ -327,14 +331,6 @@ class SweepJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(SweepJob(self.runs_dir, self.entries))
-
-
-def strip_single_process_distributed_env() -> None:
-    """Remove distributed-training variables a job inherits (SLURM + accelerate/torchrun set them) when the
-    job is a single process: torch would otherwise wait for peers that do not exist."""
-    if os.environ.get("WORLD_SIZE", "1") == "1":
-        for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-            os.environ.pop(name, None)
 
 
 @dataclass
@@ -430,6 +426,9 @@ def submit(
         if launcher == "slurm":
             with executor.batch():
                 jobs = [executor.submit(SweepJob(runs_dir, [e.values for e in chunk])) for chunk in batch]
+        elif launcher == "local":
+            with _detached_controllers(folder / "controllers.log"):
+                jobs = [executor.submit(SweepJob(runs_dir, [e.values for e in chunk])) for chunk in batch]
         else:
             jobs = [executor.submit(SweepJob(runs_dir, [e.values for e in chunk])) for chunk in batch]
         for job, chunk in zip(jobs, batch, strict=True):
@@ -450,6 +449,36 @@ def submit(
         for record in records:
             handle.write(json.dumps(record) + "\n")
     return records
+
+
+@contextlib.contextmanager
+def _detached_controllers(log: Path) -> Iterator[None]:
+    """Start submitit's local job controllers in a session of their own, writing to ``log``.
+
+    submitit starts a local controller with the submitting process's terminal as its output and in its
+    process group: a pipe (``submit | tee``) would stay open until the jobs end, and closing the terminal or
+    Ctrl-C would end the jobs too. Local jobs are meant to outlive ``submit``, like SLURM's.
+    """
+    import submitit.local.local as local
+
+    handle = log.open("a", encoding="utf-8")
+    detached = functools.partial(
+        subprocess.Popen, start_new_session=True, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle
+    )
+
+    class _Subprocess:  # submitit's module sees this instead of `subprocess` (and nothing else does)
+        Popen = detached
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(subprocess, name)
+
+    original = local.subprocess
+    local.subprocess = _Subprocess()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        local.subprocess = original
+        handle.close()
 
 
 def node_local(path: Path) -> bool:

@@ -28,6 +28,7 @@ from torch import nn
 from transformers import get_cosine_with_hard_restarts_schedule_with_warmup, get_linear_schedule_with_warmup
 from transformers.optimization import Adafactor
 
+from xpe_bench import distributed
 from xpe_bench.budgets import Budget
 from xpe_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from xpe_bench.errors import RunFailed
@@ -230,6 +231,34 @@ def evaluate(model: nn.Module, encoded: Encoded, *, pad_id: int, budget: Budget)
     return {"loss": loss, "accuracy": accuracy}
 
 
+def _parallel_backward(
+    model: nn.Module,
+    train: Encoded,
+    batch: np.ndarray,
+    trainable: list[nn.Parameter],
+    pad_id: int,
+    budget: Budget,
+    device: torch.device,
+) -> float:
+    """This process's share of one global batch (:mod:`xpe_bench.distributed`): backward of its summed loss
+    over the global batch size, then gradients and loss summed across processes. Returns the global mean
+    loss."""
+    share = distributed.shard(batch)
+    loss_sum = torch.zeros((), device=device)
+    if len(share):
+        input_ids, mask, labels = collate(train, share, pad_id)
+        with autocast(budget.precision, device):
+            logits = model(input_ids.to(device), mask.to(device))
+        loss = nn.functional.cross_entropy(logits.float(), labels.to(device), reduction="sum")
+        (loss / len(batch)).backward()
+        loss_sum = loss.detach()
+    for parameter in trainable:  # every process reduces the same tensors, even with an empty share
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    distributed.sum_across([parameter.grad for parameter in trainable] + [loss_sum])
+    return float(loss_sum) / len(batch)
+
+
 def checkpoint_step(workdir: Path) -> int | None:
     """The step a fit in ``workdir`` would resume from, or ``None`` when there is no readable checkpoint."""
     try:
@@ -292,15 +321,21 @@ def fit(
     started = time.perf_counter()
     stopped_early_at: int | None = None
     running_loss = 0.0
+    parallel = distributed.world()[1] > 1
     while state["step"] < total_steps:
-        input_ids, mask, labels = collate(train, next(batches), pad_id)
-        with autocast(budget.precision, device):
-            logits = model(input_ids.to(device), mask.to(device))
-        loss = nn.functional.cross_entropy(logits.float(), labels.to(device))
-        loss_value = loss.item()
+        batch = next(batches)
+        if parallel:
+            loss_value = _parallel_backward(model, train, batch, trainable, pad_id, budget, device)
+        else:
+            input_ids, mask, labels = collate(train, batch, pad_id)
+            with autocast(budget.precision, device):
+                logits = model(input_ids.to(device), mask.to(device))
+            loss = nn.functional.cross_entropy(logits.float(), labels.to(device))
+            loss_value = loss.item()
+            if math.isfinite(loss_value):
+                loss.backward()
         if not math.isfinite(loss_value):
             raise _diverged("training loss", loss_value, state["step"] + 1, budget)
-        loss.backward()
         grad_norm = clip_grad(trainable, budget.grad_clip)
         if not math.isfinite(grad_norm):
             raise _diverged("gradient norm", grad_norm, state["step"] + 1, budget)
@@ -334,16 +369,17 @@ def fit(
                     else math.inf
                 )
                 state["bad_evals"] = 0 if metrics["loss"] < best_loss else state["bad_evals"] + 1
-            save_checkpoint(
-                {
-                    "trainable": trainable_state(model),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "loop": state,
-                },
-                checkpoint,
-            )
+            if distributed.is_main():  # every process holds the same state; one writes it
+                save_checkpoint(
+                    {
+                        "trainable": trainable_state(model),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                        "loop": state,
+                    },
+                    checkpoint,
+                )
             patience = budget.early_stopping_patience
             if (
                 patience is not None

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Rebuild a committed leaderboard from scratch with one command: runs its sweep file with the local launcher
+# (one job at a time: the runs share 2 CPU cores), waits, collects the compact results into
+# leaderboards/results/ and regenerates the board. Resumable: finished runs are skipped, an interrupted one
+# continues from its last checkpoint, so after an interruption run the same command again.
+#   benchmarks/experiments/reproduce.sh sib200-joshi5 | nusax-senti | afrisenti
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+name=${1:?usage: reproduce.sh sib200-joshi5|nusax-senti|afrisenti}
+sweep=benchmarks/experiments/$name.toml
+case $name in
+  sib200-joshi5) board=sib200-me5-small-joshi5 ;;
+  nusax-senti) board=nusax-senti-me5-small-high ;;
+  afrisenti) board=afrisenti-me5-small-seen ;;
+  *) echo "unknown board $name" >&2; exit 2 ;;
+esac
+out=leaderboards/results/$board
+
+xpe-bench sweep submit "$sweep" --launcher local --max-parallel 1 --wait
+xpe-bench sweep collect "$sweep" --out "$out"
+case $name in
+  sib200-joshi5)
+    xpe-bench leaderboard "$out" --reference spt --published sib200-paper-gpt-accuracy.csv \
+      --out "leaderboards/$board.md" ;;
+  nusax-senti)
+    xpe-bench leaderboard "$out" --reference spt --group local --group local-seen --group unseen --group all \
+      --out "leaderboards/$board.md" ;;
+  afrisenti)
+    xpe-bench leaderboard "$out" --reference spt \
+      --group unseen-with-train --group test-only --group seen --group unseen --group all \
+      --out "leaderboards/$board.md" ;;
+esac
