@@ -196,7 +196,12 @@ class Runner:
             method.load_state_dict(method.state_dict() | prepared.init.state)
         method.fit(
             FitContext(
-                prepared.train, prepared.dev, request.budget, request.seed, prepared.store.path / "fit"
+                prepared.train,
+                prepared.dev,
+                request.budget,
+                request.seed,
+                prepared.store.path / "fit",
+                roles=prepared.roles or None,
             )
         )
 
