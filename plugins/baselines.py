@@ -101,6 +101,7 @@ class HeadOnly(Method):
             pad_id=0,
             workdir=Path(context.workdir),
             progress=context.progress,
+            roles=context.roles,
         )
 
     def predict(self, data: datasets.Dataset, budget: Budget) -> np.ndarray:
@@ -114,6 +115,9 @@ class HeadOnly(Method):
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         self.model.load_state_dict(dict(state), strict=True)
+
+    def parameter_roles(self) -> dict[str, str]:
+        return {name: "head" for name, p in self.model.named_parameters() if p.requires_grad}
 
     def parameter_report(self) -> ParameterReport:
         return parameter_report({"encoder": self.backbone.model, "head": self.model.head})

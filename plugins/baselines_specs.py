@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from xpe_bench.hookspecs import hookimpl
 from xpe_bench.methods import Choice, MethodSpec
+from xpe_bench.roles import BUILTIN_ROLES
 
 if TYPE_CHECKING:
     from xpe_bench_plugins.baselines import FullFineTuning, HeadOnly
@@ -35,6 +36,7 @@ def xpe_bench_methods() -> list[MethodSpec]:
             "full-model fine-tuning: backbone and head train (the paper's strongest baseline)",
             _full_ft,
             {"freeze_embeddings": False},
+            roles={role: BUILTIN_ROLES[role] for role in ("backbone", "head")},
         ),
         MethodSpec(
             "head-only",
@@ -44,5 +46,6 @@ def xpe_bench_methods() -> list[MethodSpec]:
             # "first" = the <s> state, the same position a prompt-free XLM-R head reads.
             {"pooling": "mean"},
             rules={"pooling": Choice(("mean", "first"))},
+            roles={"head": BUILTIN_ROLES["head"]},
         ),
     ]

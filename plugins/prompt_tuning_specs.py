@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from xpe_bench.hookspecs import hookimpl
 from xpe_bench.methods import Choice, MethodSpec, Range
+from xpe_bench.roles import BUILTIN_ROLES
 
 if TYPE_CHECKING:
     from xpe_bench_plugins.prompt_tuning import PromptTuning
@@ -46,6 +47,10 @@ def _create(options: Mapping[str, Any]) -> PromptTuning:
     return PromptTuning(options)
 
 
+ROLES = {role: BUILTIN_ROLES[role] for role in ("prompt", "prompt_encoder", "head")}
+"""The prompt (no weight decay) and its encoder come from the source stage under ``--init-parts auto``."""
+
+
 @hookimpl
 def xpe_bench_methods() -> list[MethodSpec]:
     presets = [
@@ -56,6 +61,8 @@ def xpe_bench_methods() -> list[MethodSpec]:
         ("dual-70", 0.7, "DUAL with encoder ratio 0.7 (6 SPT + 14 XPE tokens)"),
     ]
     return [
-        MethodSpec(name, description, _create, _options(ratio), target_stage=TARGET_STAGE, rules=RULES)
+        MethodSpec(
+            name, description, _create, _options(ratio), target_stage=TARGET_STAGE, rules=RULES, roles=ROLES
+        )
         for name, ratio, description in presets
     ]

@@ -176,10 +176,16 @@ CASES = [
         budget=_budget("max_steps = 1\nlearning_rates = { head = -1e-3 }\n"),
     ),
     Case(
-        "budget-learning-rate-unknown-role",
+        "budget-learning-rate-malformed-role",
         [*RUN, "--budget", "{budget}"],
-        "learning_rates has unknown roles ['foo']",
-        budget=_budget("max_steps = 1\nlearning_rates = { foo = 1.0 }\n"),
+        "learning_rates has malformed role names ['Foo-Bar']",
+        budget=_budget('max_steps = 1\nlearning_rates = { "Foo-Bar" = 1.0 }\n'),
+    ),
+    Case(
+        "budget-learning-rate-missing-role",
+        [*RUN, "--budget", "{budget}"],
+        "budget 'mine' sets no learning rate for method 'spt''s role(s) 'prompt', 'prompt_encoder' (it sets",
+        budget=_budget("max_steps = 1\nlearning_rates = { foo = 1.0, head = 1.0 }\n"),
     ),
     Case(
         "budget-unknown-optimizer",
@@ -240,6 +246,41 @@ CASES = [
         "option-template",
         [*RUN, "--method", "zero-shot", "-o", "template=Topic:"],
         "option zero-shot.template: 'Topic:'; valid: a text with exactly one <mask>",
+    ),
+    Case(
+        "option-lora-rank",
+        [*RUN, "--method", "lora", "-o", "r=0"],
+        "option lora.r: '0'; valid: >= 1",
+    ),
+    Case(
+        "option-lora-target-modules",
+        [*RUN, "--method", "lora", "-o", "target_modules=query,nosuch"],
+        "option lora.target_modules: ['nosuch'] match no module of tiny-random; valid: module names",
+    ),
+    Case(
+        "option-lora-alpha",
+        [*RUN, "--method", "lora", "-o", "alpha=0"],
+        "option lora.alpha: '0'; valid: >= 1",
+    ),
+    Case(
+        "option-lora-dropout",
+        [*RUN, "--method", "lora", "-o", "dropout=1"],
+        "option lora.dropout: '1'; valid: in [0.0, 1.0)",
+    ),
+    Case(
+        "option-lora-empty-list",
+        [*RUN, "--method", "lora", "-o", "target_modules=,"],
+        "option lora.target_modules: ','; valid: a non-empty comma list of module names",
+    ),
+    Case(
+        "option-peft-prompt-init",
+        [*RUN, "--method", "peft-prompt", "-o", "init=text"],
+        "option peft-prompt.init: 'text'; valid: one of random, sample_vocab",
+    ),
+    Case(
+        "option-ia3-feedforward",
+        [*RUN, "--method", "ia3", "-o", "feedforward_modules=query"],
+        "option ia3.feedforward_modules: ['query'] are not in target_modules",
     ),
     Case(
         "option-replay-source",

@@ -41,8 +41,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run(runs: Path, backbone: Path, processes: int) -> Path:
-    args = ["run", "--backbone", str(backbone), "--budget", "smoke", "--max-steps", "8", "--seed", "1"]
+def _run(runs: Path, backbone: Path, processes: int, method: list[str]) -> Path:
+    args = [
+        "run",
+        "--backbone",
+        str(backbone),
+        "--budget",
+        "smoke",
+        "--max-steps",
+        "8",
+        "--seed",
+        "1",
+        *method,
+    ]
     args += ["--sources", "eng_Latn,deu_Latn", "--targets", "eng_Latn,kat_Geor", "--runs-dir", str(runs)]
     if processes == 1:
         command = [sys.executable, "-m", "xpe_bench", *args]
@@ -56,7 +67,12 @@ def _run(runs: Path, backbone: Path, processes: int) -> Path:
 
 
 @pytest.mark.data
-def test_two_processes_train_what_one_does(registry, cache_dir, tmp_path):
+@pytest.mark.parametrize(
+    "method",
+    [["--method", "spt"], ["--method", "lora", "-o", "dropout=0"]],  # lora: a role of its own (adapter)
+    ids=["spt", "lora"],
+)
+def test_two_processes_train_what_one_does(registry, cache_dir, tmp_path, method):
     from safetensors.torch import load_file
 
     # Without dropout the result is a function of the global batches alone (dropout masks are per process).
@@ -66,7 +82,7 @@ def test_two_processes_train_what_one_does(registry, cache_dir, tmp_path):
     config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     (backbone / "config.json").write_text(json.dumps(config))
 
-    one, two = _run(tmp_path / "one", backbone, 1), _run(tmp_path / "two", backbone, 2)
+    one, two = _run(tmp_path / "one", backbone, 1, method), _run(tmp_path / "two", backbone, 2, method)
     state_one, state_two = load_file(one / "state.safetensors"), load_file(two / "state.safetensors")
     assert state_one.keys() == state_two.keys()
     for name in state_one:

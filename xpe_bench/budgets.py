@@ -3,8 +3,9 @@
 A budget fixes everything a method must *not* choose for itself: how many examples per language it sees,
 how many optimizer steps, batch size, maximum length, evaluation schedule and the training recipe (optimizer,
 per-role learning rates, schedule, warmup, clipping, early stopping, precision). Methods label their trainable
-parameters with *roles* (``prompt``, ``prompt_encoder``, ``head``, ``backbone``) and the budget assigns the
-learning rate per role, so two methods under one budget train under the same recipe.
+parameters with *roles* (:mod:`xpe_bench.roles`: the presets name ``prompt``, ``prompt_encoder``, ``head``
+and ``backbone``; a method may declare others) and the budget assigns the learning rate per role, so two
+methods under one budget train under the same recipe.
 
 Example subsets depend only on the budget (``data_seed``) and the data, never on the method or the run seed:
 every method and every seed of a comparison sees the same training examples and is scored on the same dev
@@ -31,8 +32,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from xpe_bench.errors import UserInputError
+from xpe_bench.roles import ROLE_NAME
 
-ROLES = ("prompt", "prompt_encoder", "head", "backbone")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A budget file's ``name``: it becomes part of run directory names, so no path separators or ``..``; no
 ``+`` either, which marks the overrides appended to a name (``quick+max_steps=7``)."""
@@ -75,8 +76,9 @@ class Budget:
     precision: Literal["fp32", "bf16"] = "fp32"
     """Compute precision: ``bf16`` runs forward passes under bf16 autocast (the paper's ``bf16=True``)."""
     frozen_backbone_dtype: Literal["fp32", "bf16"] = "fp32"
-    """Storage of a *frozen* backbone: ``bf16`` holds its weights in bf16 (half the memory traffic) while
-    trainable parameters and optimizer state stay fp32. Ignored by methods that train the backbone."""
+    """Storage of *frozen* weights: ``bf16`` holds every frozen parameter in bf16 (half the memory traffic)
+    while trainable parameters and optimizer state stay fp32, for every method alike (an adapter inside the
+    backbone leaves the rest of the backbone in bf16)."""
     dropout_kernel: Literal["torch", "lean"] = "torch"
     """How dropout inside the encoder is computed while training: ``torch`` (``nn.Dropout`` and SDPA) or
     ``lean`` (:mod:`xpe_bench.lean_dropout`: the same dropout distribution at a fraction of the CPU time and
@@ -120,9 +122,12 @@ class Budget:
             problems.append("early_stopping_patience must be >= 1 or unset (no early stopping)")
         if not 0 <= self.early_stopping_after <= 1:
             problems.append("early_stopping_after must be in [0, 1]")
-        unknown = set(self.learning_rates) - set(ROLES)
-        if unknown:
-            problems.append(f"learning_rates has unknown roles {sorted(unknown)}; roles: {ROLES}")
+        malformed = sorted(role for role in self.learning_rates if not ROLE_NAME.fullmatch(role))
+        if malformed:
+            problems.append(
+                f"learning_rates has malformed role names {malformed}; a role is lower-case letters, digits "
+                "and '_' (e.g. prompt, head, adapter)"
+            )
         negative = sorted(role for role, rate in self.learning_rates.items() if rate < 0)
         if negative:  # 0 is allowed: it keeps a role at its initial (or source-stage) values
             problems.append(f"learning_rates must be >= 0, not for {negative}")

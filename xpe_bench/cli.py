@@ -289,6 +289,22 @@ def export(
         console.print(f"{path}  ({path.stat().st_size / 1024:.0f} KiB)")
 
 
+@app.command("export-peft")
+@user_errors
+def export_peft(
+    run: Annotated[Path, typer.Argument(help="a finished spt, xpe or dual run directory")],
+    out: Annotated[Path, typer.Option(help="new folder for the PEFT adapter and head.safetensors")],
+) -> None:
+    """Write a trained SPT, XPE or DUAL prompt as a PEFT prompt-tuning adapter plus its head."""
+    from xpe_bench.peft_export import export_prompt_adapter
+
+    exported = export_prompt_adapter(run, out, _registry())
+    console.print(
+        f"{exported.folder}: {exported.num_tokens} virtual tokens, head reads position "
+        f"{exported.read_position}, {len(exported.labels)} labels"
+    )
+
+
 @app.command()
 @user_errors
 def tasks(fmt: FormatOption = OutputFormat.table) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from xpe_bench.roles import BUILTIN_ROLES, ResolvedRole, RoleSpec, check_roles
+
 if TYPE_CHECKING:
     import datasets
     import numpy as np
@@ -66,6 +68,9 @@ class FitContext:
     workdir: Path
     """A private folder for checkpoints; a fit interrupted and restarted with the same workdir resumes."""
     progress: ProgressReporter = field(default_factory=SilentProgress)
+    roles: Mapping[str, ResolvedRole] | None = None
+    """The method's declared roles resolved under the budget (learning rate, weight decay), as the runner
+    recorded them in the manifest; ``None`` (a method fitted outside the runner): the built-in roles."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,11 @@ class Method(ABC):
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         if state:
             raise ValueError(f"{type(self).__name__} has no trainable state, got {len(state)} tensors")
+
+    def parameter_roles(self) -> dict[str, str]:
+        """State key -> the role it trains in (after :meth:`setup`). ``--init-parts auto`` carries over the
+        keys whose role is a source-stage role; keys it does not name are never carried by ``auto``."""
+        return {}
 
     @abstractmethod
     def parameter_report(self) -> ParameterReport:
@@ -227,8 +237,12 @@ class MethodSpec:
     added_later: Mapping[str, Any] = field(default_factory=dict)
     """Options added after results were stored, with the value that reproduces those results: left out of
     the run identity at that value (:meth:`identity_options`), so earlier runs keep their keys."""
+    roles: Mapping[str, RoleSpec] = field(default_factory=lambda: dict(BUILTIN_ROLES))
+    """The parameter roles the method trains (:mod:`xpe_bench.roles`); the budget gives each a learning
+    rate. Every one must resolve under the budget of a run, so declare only the roles the method uses."""
 
     def __post_init__(self) -> None:
+        check_roles(f"method {self.name!r}", self.roles)
         stray = set(self.rules) - set(self.defaults)
         if stray:
             raise ValueError(f"method {self.name!r}: rules for options it does not have: {sorted(stray)}")
@@ -274,15 +288,23 @@ class MethodSpec:
             "version": self.version,
             "options": dict(self.defaults),
             "valid": {key: rule.description for key, rule in self.rules.items()},
+            "roles": sorted(self.roles) if self.trains else [],
         }
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
-    """Convert a command-line string to the type of the option's default."""
+    """Convert a command-line string to the type of the option's default.
+
+    A list (or tuple) option takes a comma list (``query,value``), each item converted to the type of the
+    default's items (strings for an empty default)."""
     from xpe_bench.errors import UserInputError
 
     if not isinstance(value, str) or isinstance(default, str) or default is None:
         return value
+    if isinstance(default, list | tuple):
+        item = default[0] if default else ""
+        items = [_coerce(part.strip(), item, where) for part in value.split(",") if part.strip()]
+        return type(default)(items)
     try:
         if isinstance(default, bool):
             if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:

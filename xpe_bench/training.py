@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from xpe_bench.budgets import Budget
 from xpe_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from xpe_bench.errors import RunFailed
 from xpe_bench.methods import ProgressReporter
+from xpe_bench.roles import BUILTIN_ROLES, ResolvedRole, resolve_roles
 
 MEGABATCH_FACTOR = 50
 CHECKPOINT_NAME = "fit-checkpoint.safetensors"
@@ -150,16 +151,34 @@ def predict_scores(
     return out
 
 
-def build_optimizer(groups: dict[str, list[nn.Parameter]], budget: Budget) -> torch.optim.Optimizer:
-    """One parameter group per role, each with the budget's learning rate for that role."""
+def builtin_roles(groups: Mapping[str, Sequence[nn.Parameter]], budget: Budget) -> dict[str, ResolvedRole]:
+    """The roles of a fit that was given none (a method fitted outside the runner): the built-in ones."""
+    unknown = sorted(set(groups) - set(BUILTIN_ROLES))
+    if unknown:
+        raise ValueError(f"roles {unknown} are not built in: pass the method's resolved roles to fit()")
+    return resolve_roles("(unnamed)", {role: BUILTIN_ROLES[role] for role in groups}, budget)
+
+
+def build_optimizer(
+    groups: Mapping[str, Sequence[nn.Parameter]], budget: Budget, roles: Mapping[str, ResolvedRole]
+) -> torch.optim.Optimizer:
+    """One parameter group per role, with that role's resolved learning rate and weight decay."""
+    undeclared = sorted(set(groups) - set(roles))
+    if undeclared:
+        raise ValueError(f"parameters in undeclared roles {undeclared} (declared: {sorted(roles)})")
     param_groups = []
-    for role, params in groups.items():
-        params = [p for p in params if p.requires_grad]
+    for role, group in groups.items():
+        params = [p for p in group if p.requires_grad]
         if not params:
             continue
-        decay = 0.0 if role == "prompt" else budget.weight_decay  # the paper: no decay on the prompt table
+        resolved = roles[role]
         param_groups.append(
-            {"params": params, "lr": budget.learning_rate(role), "weight_decay": decay, "role": role}
+            {
+                "params": params,
+                "lr": resolved.learning_rate,
+                "weight_decay": resolved.weight_decay,
+                "role": role,
+            }
         )
     if not param_groups:
         raise ValueError("the method exposes no trainable parameters")
@@ -259,10 +278,13 @@ def fit(
     pad_id: int,
     workdir: Path,
     progress: ProgressReporter,
+    roles: Mapping[str, ResolvedRole] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` under ``budget``; leaves the selected (best-dev or last) weights loaded.
 
-    Returns a JSON-able report: steps run, selected step, early-stopping step, dev history, timings.
+    ``roles``: the method's roles resolved under the budget (:attr:`FitContext.roles`); ``None`` resolves
+    the built-in roles. Returns a JSON-able report: steps run, selected step, early-stopping step, dev
+    history, timings.
     """
     if len(train) == 0:
         raise ValueError("no training examples: check the sources and the budget")
@@ -270,7 +292,9 @@ def fit(
     total_steps = budget.total_steps(len(train))
     steps_per_epoch = math.ceil(len(train) / budget.batch_size)
     eval_every = budget.eval_every or steps_per_epoch
-    optimizer = build_optimizer(parameter_groups, budget)
+    optimizer = build_optimizer(
+        parameter_groups, budget, builtin_roles(parameter_groups, budget) if roles is None else roles
+    )
     scheduler = build_scheduler(optimizer, budget, total_steps)
     device = model_device(model)
     trainable = [p for group in parameter_groups.values() for p in group if p.requires_grad]
