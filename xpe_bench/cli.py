@@ -108,12 +108,13 @@ def _parse_seeds(value: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def _parse_options(values: list[str]) -> dict[str, str]:
+def parse_key_values(values: list[str], option: str = "--option") -> dict[str, str]:
+    """``key=value`` items of a repeatable option as a dict (one-line error naming ``option``)."""
     options = {}
     for item in values:
         key, sep, val = item.partition("=")
         if not sep or not key:
-            raise UserInputError(f"--option: {item!r} must look like key=value")
+            raise UserInputError(f"{option}: {item!r} must look like key=value")
         options[key.strip()] = val.strip()
     return options
 
@@ -212,7 +213,7 @@ def run(
         dropout_kernel=dropout_kernel,
     )
     seeds = _parse_seeds(seed)
-    options = _parse_options(option or [])
+    options = parse_key_values(option or [])
     check_writable_dir(runs_dir, "--runs-dir")
     runner = Runner(
         _registry(),
@@ -410,7 +411,7 @@ def inspect(
         loaded = architecture_only(backbone, registry.backbones, cache_root())
     else:
         loaded = load_backbone(backbone, registry.backbones, cache_root())
-    instance = spec.create(_parse_options(option or []))
+    instance = spec.create(parse_key_values(option or []))
     instance.setup(loaded, task_spec)
     report = instance.parameter_report().to_dict()
     if fmt == OutputFormat.json:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from xpe_bench.cli import FormatOption, OutputFormat, app, console, user_errors
+from xpe_bench.cli import FormatOption, OutputFormat, app, console, parse_key_values, user_errors
 from xpe_bench.errors import UserInputError
 
 sweep_app = typer.Typer(help="Run many configurations from a sweep file on submitit (debug, local, SLURM).")
@@ -72,12 +72,7 @@ def submit_command(
         raise UserInputError("--max-parallel, --runs-per-job, --array-parallelism, --max-array-size: >= 1")
     if time <= 0:
         raise UserInputError(f"--time: {time} minutes; give a positive number")
-    extra = {}
-    for item in slurm_arg or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserInputError(f"--slurm-arg: {item!r} must look like key=value")
-        extra[key.strip()] = value.strip()
+    extra = parse_key_values(slurm_arg or [], "--slurm-arg")
     resources = Resources(
         time_min=time,
         partition=partition,
