@@ -7,89 +7,27 @@ exit code 2; finished results are never touched by such an error.
 from __future__ import annotations
 
 import contextlib
-import errno
-import functools
 import json
 import os
-from collections.abc import Callable, Iterator
-from enum import StrEnum
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from xpe_bench import __version__
-from xpe_bench.errors import UserInputError
-
-app = typer.Typer(
-    name="xpe-bench",
-    help="Evaluate cross-lingual transfer methods per language and per Joshi class, under equal budgets.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from xpe_bench.cli_app import (
+    FormatOption,
+    OutputFormat,
+    app,
+    console,
+    err_console,
+    parse_key_values,
+    plugin_registry,
+    user_errors,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
-FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table for people, json for scripts")]
-
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-"""A full disk or an exhausted quota: the user's to fix, and a rerun resumes."""
-
-
-def _error(message: str) -> None:
-    """One line on stderr (soft wrap: the terminal may fold it, rich never breaks it)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def user_errors(func: F) -> F:
-    """Turn :class:`UserInputError` (and a full disk) into a one-line message and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except UserInputError as exc:
-            _error(str(exc))
-            raise typer.Exit(2) from exc
-        except OSError as exc:
-            if exc.errno not in DISK_FULL:
-                raise
-            where = f" writing {exc.filename}" if exc.filename else ""
-            _error(
-                f"{os.strerror(exc.errno)}{where}; nothing finished was lost (every file is written whole "
-                "or not at all): free some space and rerun the same command to resume"
-            )
-            raise typer.Exit(2) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _registry() -> Any:
-    """The plugin registry; one warning line on stderr per failed plugin (what it provides is missing)."""
-    from xpe_bench.plugins import load_registry
-
-    registry = load_registry()
-    for info in registry.failed:
-        err_console.print(
-            f"[bold yellow]warning:[/] plugin {escape(info.name)} failed and provides nothing: "
-            f"{escape(info.error or '')} (see `xpe-bench plugins`)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    return registry
-
+from xpe_bench.errors import UserInputError
 
 MAX_SEED = 2**32 - 1
 """The largest seed numpy's and torch's generators all accept (they share the range 0 .. 2**32 - 1)."""
@@ -106,17 +44,6 @@ def _parse_seeds(value: str) -> list[int]:
     if outside:
         raise UserInputError(f"--seed: {outside[0]} is out of range; valid: 0 to {MAX_SEED}")
     return list(dict.fromkeys(seeds))
-
-
-def parse_key_values(values: list[str], option: str = "--option") -> dict[str, str]:
-    """``key=value`` items of a repeatable option as a dict (one-line error naming ``option``)."""
-    options = {}
-    for item in values:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise UserInputError(f"{option}: {item!r} must look like key=value")
-        options[key.strip()] = val.strip()
-    return options
 
 
 @contextlib.contextmanager
@@ -216,7 +143,7 @@ def run(
     options = parse_key_values(option or [])
     check_writable_dir(runs_dir, "--runs-dir")
     runner = Runner(
-        _registry(),
+        plugin_registry(),
         Reporters(
             train=RichProgress(console),
             evaluate=RichProgress(console),
@@ -299,7 +226,7 @@ def export_peft(
     """Write a trained SPT, XPE or DUAL prompt as a PEFT prompt-tuning adapter plus its head."""
     from xpe_bench.peft_export import export_prompt_adapter
 
-    exported = export_prompt_adapter(run, out, _registry())
+    exported = export_prompt_adapter(run, out, plugin_registry())
     console.print(
         f"{exported.folder}: {exported.num_tokens} virtual tokens, head reads position "
         f"{exported.read_position}, {len(exported.labels)} labels"
@@ -312,7 +239,7 @@ def tasks(fmt: FormatOption = OutputFormat.table) -> None:
     """List the registered tasks."""
     from xpe_bench.report import emit
 
-    rows = [spec.describe() for spec in _registry().tasks.values()]
+    rows = [spec.describe() for spec in plugin_registry().tasks.values()]
     emit(console, rows, fmt, "tasks", ["name", "version", "languages", "labels", "hub_id", "description"])
 
 
@@ -322,7 +249,7 @@ def methods(fmt: FormatOption = OutputFormat.table) -> None:
     """List the registered methods and their options."""
     from xpe_bench.report import emit
 
-    rows = [spec.describe() for spec in _registry().methods.values()]
+    rows = [spec.describe() for spec in plugin_registry().methods.values()]
     emit(console, rows, fmt, "methods", ["name", "trains", "description", "options"])
 
 
@@ -364,7 +291,7 @@ def backbones(fmt: FormatOption = OutputFormat.table) -> None:
             "text_prefix": spec.text_prefix,
             "pooling": spec.pooling,
         }
-        for spec in _registry().backbones.values()
+        for spec in plugin_registry().backbones.values()
     ]
     emit(console, rows, fmt, "backbones", ["name", "description", "text_prefix", "pooling"])
 
@@ -379,7 +306,7 @@ def prepare(
     """Build a registered backbone into the cache once (e.g. convert the embedded me5-small)."""
     from xpe_bench.paths import cache_root
 
-    registry = _registry()
+    registry = plugin_registry()
     if backbone not in registry.backbones:
         raise UserInputError(f"unknown backbone {backbone!r}; registered: {', '.join(registry.backbones)}")
     folder = registry.backbones[backbone].prepare(cache_root())
@@ -405,7 +332,7 @@ def inspect(
     from xpe_bench.paths import cache_root
     from xpe_bench.report import emit
 
-    registry = _registry()
+    registry = plugin_registry()
     spec, task_spec = registry.method(method), registry.task(task)
     if random_init:
         loaded = architecture_only(backbone, registry.backbones, cache_root())
@@ -457,7 +384,7 @@ def languages(
     """List a task's languages with their metadata (or its named groups with --groups)."""
     from xpe_bench.report import emit
 
-    spec = _registry().task(task)
+    spec = plugin_registry().task(task)
     table = spec.languages
     if groups:
         rows = [

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from xpe_bench.cli import app, console, user_errors
+from xpe_bench.cli_app import app, console, user_errors
 
 if TYPE_CHECKING:
     from xpe_bench.comparison import ComparisonSet, GroupComparison, Pairwise

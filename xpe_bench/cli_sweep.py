@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from xpe_bench.cli import FormatOption, OutputFormat, app, console, parse_key_values, user_errors
+from xpe_bench.cli_app import FormatOption, OutputFormat, app, console, parse_key_values, user_errors
 from xpe_bench.errors import UserInputError
 
 sweep_app = typer.Typer(help="Run many configurations from a sweep file on submitit (debug, local, SLURM).")
