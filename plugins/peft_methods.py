@@ -17,9 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import Check, Choice, Method, MethodSpec, Range
-from xpe_bench.roles import BUILTIN_ROLES, RoleSpec
+from xpe_bench.api import BUILTIN_ROLES, Check, Choice, Method, MethodSpec, Range, RoleSpec, hookimpl
 
 ADAPTER_ROLES = {
     "adapter": RoleSpec(

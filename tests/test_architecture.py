@@ -34,3 +34,25 @@ def test_no_import_cycles_in_the_core():
     assert (
         order.index("xpe_bench.cli_app") < order.index("xpe_bench.cli_compare") < order.index("xpe_bench.cli")
     )
+
+
+def test_the_plugin_api_resolves_every_name_lazily():
+    import importlib
+    import subprocess
+    import sys
+
+    import xpe_bench.api as api
+
+    for name in api.__all__:
+        value = getattr(api, name)
+        assert value is getattr(importlib.import_module(api._HOMES[name]), name), name
+    light = "from xpe_bench.api import MethodSpec, TaskSpec, BackboneSpec, Range, RoleSpec, hookimpl"
+    check = f"import sys; {light}; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"  # spec types come without torch
+    try:
+        api.NoSuchThing  # noqa: B018
+    except AttributeError as exc:
+        assert "it provides: BUILTIN_ROLES" in str(exc)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")

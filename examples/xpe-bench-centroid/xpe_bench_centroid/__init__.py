@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xpe_bench.hookspecs import hookimpl
-from xpe_bench.methods import FitContext, Method, MethodSpec, ParameterReport, Range, parameter_report
+from xpe_bench.api import FitContext, Method, MethodSpec, ParameterReport, Range, hookimpl, parameter_report
 
 
 class NearestCentroid(Method):

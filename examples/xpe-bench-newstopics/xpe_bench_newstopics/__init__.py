@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xpe_bench.hookspecs import hookimpl
-from xpe_bench.tasks import TaskSpec
+from xpe_bench.api import TaskSpec, hookimpl
 
 TASK_FILE = Path(__file__).resolve().parent / "toy-news.toml"
 
