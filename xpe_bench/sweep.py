@@ -509,18 +509,29 @@ def submissions(sweep: Sweep) -> list[dict[str, Any]]:
     return records
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether a local job's controller still runs. One this process started (``submit --wait``, tests) is
+    reaped here once it has exited: an unreaped child would look alive forever."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not our child: submitted by an earlier command
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def job_state(record: Mapping[str, Any]) -> str:
     """The engine's state of a submitted job: SLURM's (``sacct``), or a local process's liveness."""
     if record["launcher"] == "debug":
         return "FINISHED"
     if record["launcher"] == "local":
-        try:
-            os.kill(int(record["job_id"]), 0)
-        except ProcessLookupError:
-            return "FINISHED"
-        except PermissionError:
-            return "RUNNING"
-        return "RUNNING"
+        return "RUNNING" if _process_alive(int(record["job_id"])) else "FINISHED"
     import submitit
 
     folder = Path(record["stdout"]).parent
