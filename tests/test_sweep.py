@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from xpe_bench.cli import app
 from xpe_bench.errors import UserInputError
 from xpe_bench.runner import Runner
-from xpe_bench.sweep import Entry, load_sweep, pack, plan, submit
+from xpe_bench.sweep import Entry, job_state, load_sweep, pack, plan, submit
 from xpe_bench.sweep import Resources as SweepResources
 
 cli = CliRunner()
@@ -254,3 +254,18 @@ def test_a_supervised_entry_waits_for_its_source_stage(registry, tmp_path):
     names = sorted(run.run_dir.name for run in planned[1:])
     assert names[0].startswith("sib200-spt-tiny-random-smoke-supervised-kat_Geor-s1-")
     assert names[1].startswith("sib200-spt-tiny-random-smoke-supervised-yor_Latn-s1-")
+
+
+@pytest.mark.data
+def test_cancel_ends_a_live_local_job(tmp_path):
+    path = _sweep_file(tmp_path, tmp_path / "runs")
+    result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "local"])
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in (load_sweep(path).folder / "submissions.jsonl").open()]
+    cancelled = cli.invoke(app, ["sweep", "cancel", str(path)])
+    assert cancelled.exit_code == 0 and f"cancelled 1 job(s): {record['job_id']}" in cancelled.output
+    deadline = time.monotonic() + 60
+    while job_state(record) == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job_state(record) == "FINISHED"
+    assert "cancelled 0 job(s)" in cli.invoke(app, ["sweep", "cancel", str(path)]).output
