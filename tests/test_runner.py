@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +125,23 @@ def test_bad_input_is_a_user_error(registry, tmp_path):
         runner.execute(_request(tmp_path, targets="aaa_Latn,xx"))
     with pytest.raises(UserInputError, match="has no option"):
         runner.execute(_request(tmp_path, options={"colour": "red"}))
+
+
+def test_a_shorter_constant_budget_is_the_prefix_of_a_longer_one(registry, tmp_path):
+    """With a constant schedule and warm-up in steps, a run of N steps is exactly the first N steps of a
+    longer run: its dev curve is the longer curve's prefix and its selected checkpoint is that prefix's best.
+    This is what lets a learning curve stand for every budget of fewer steps (docs/budgets.md)."""
+    recipe = {
+        "schedule": "constant",
+        "warmup_ratio": 0.5,
+        "warmup_steps": 2,
+        "eval_every": 2,
+        "select_best": True,
+    }
+    short, long = (replace(load_budget("smoke"), **recipe, max_steps=steps) for steps in (6, 12))
+    runner = Runner(registry)
+    curves = [runner.execute(_request(tmp_path, budget=b))[0].manifest["fit"] for b in (short, long)]
+    assert [point["step"] for point in curves[0]["history"]] == [2, 4, 6]
+    assert curves[0]["history"] == curves[1]["history"][:3]
+    best = max(curves[0]["history"], key=lambda point: (point["dev_accuracy"], -point["dev_loss"]))
+    assert curves[0]["selected_step"] == best["step"]

@@ -3,6 +3,7 @@ that requeues and resumes), and the SLURM script submitit generates (fake ``sbat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -75,6 +76,9 @@ def test_expansion_validation_and_packing(tmp_path):
     assert len({e.id for e in sweep.entries}) == 5
     assert [len(chunk) for chunk in pack(sweep.entries, 2)] == [3, 2]
     assert [len(chunk) for chunk in pack(sweep.entries, 9)] == [1] * 5
+    listed = [Entry({"method": m, "task": "t", "backbone": "b", "budget": "paper", "seed": 1}) for m in "zxa"]
+    packed = [e.values["method"] for chunk in pack(listed, 1) for e in chunk]
+    assert packed == ["z", "x", "a"]  # the file's order
 
     source = Entry({"method": "xpe", "task": "sib200", "backbone": "b", "budget": "paper", "seed": 1})
     target = Entry(dict(source.values) | {"regime": "supervised", "init_from": {}, "budget": "paper"})
@@ -257,15 +261,27 @@ def test_a_supervised_entry_waits_for_its_source_stage(registry, tmp_path):
 
 
 @pytest.mark.data
-def test_cancel_ends_a_live_local_job(tmp_path):
+def test_cancel_ends_a_live_local_job(registry, tmp_path):
+    """A job far too long to finish by itself is stopped within seconds once its task is training."""
     path = _sweep_file(tmp_path, tmp_path / "runs")
+    budget = tmp_path / "sweep-test.toml"
+    budget.write_text(BUDGET.replace("max_steps = 40", "max_steps = 1000000"))
     result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "local"])
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in (load_sweep(path).folder / "submissions.jsonl").open()]
-    cancelled = cli.invoke(app, ["sweep", "cancel", str(path)])
-    assert cancelled.exit_code == 0 and f"cancelled 1 job(s): {record['job_id']}" in cancelled.output
-    deadline = time.monotonic() + 60
-    while job_state(record) == "RUNNING" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert job_state(record) == "FINISHED"
-    assert "cancelled 0 job(s)" in cli.invoke(app, ["sweep", "cancel", str(path)]).output
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "runs").glob("*/run.lock")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the first run holds its lock: the task is past submitit's start-up
+        assert list((tmp_path / "runs").glob("*/run.lock")), "the job's first run never started"
+        cancelled = cli.invoke(app, ["sweep", "cancel", str(path)])
+        assert cancelled.exit_code == 0 and f"cancelled 1 job(s): {record['job_id']}" in cancelled.output
+        deadline = time.monotonic() + 30
+        while job_state(record) == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert job_state(record) == "FINISHED"
+        assert not any(run.state == "done" for run in plan(load_sweep(path), Runner(registry)))
+        assert "cancelled 0 job(s)" in cli.invoke(app, ["sweep", "cancel", str(path)]).output
+    finally:  # never leave a million-step job behind, whatever failed above
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(record["job_id"]), signal.SIGKILL)  # the controller leads its own session

@@ -66,6 +66,10 @@ class Budget:
     schedule_cycles: int = 3
     """Cosine cycles; the paper's "cosine with 2 restarts" is 3 cycles."""
     warmup_ratio: float = 0.1
+    warmup_steps: int | None = None
+    """Warm-up length in steps, in place of ``warmup_ratio`` when set. With a ``constant`` schedule this makes
+    a shorter budget's run the exact prefix of a longer one's (same data order, dropout masks and learning
+    rates), which is how a learning curve measures what a budget of fewer steps would have reached."""
     grad_clip: float = 1.0
     select_best: bool = True
     """Keep the checkpoint with the best source-dev accuracy (the paper's model selection)."""
@@ -84,7 +88,7 @@ class Budget:
     ``lean`` (:mod:`xpe_bench.lean_dropout`: the same dropout distribution at a fraction of the CPU time and
     memory, with different random masks)."""
 
-    _ADDED_LATER: ClassVar[Mapping[str, Any]] = {"dropout_kernel": "torch"}
+    _ADDED_LATER: ClassVar[Mapping[str, Any]] = {"dropout_kernel": "torch", "warmup_steps": None}
     """Fields added after results were stored: left out of :meth:`to_dict` (and so of the fingerprint) at
     these values, so the budgets of earlier results keep their fingerprints."""
 
@@ -133,6 +137,8 @@ class Budget:
             problems.append(f"learning_rates must be >= 0, not for {negative}")
         if not 0 <= self.warmup_ratio < 1:
             problems.append("warmup_ratio must be in [0, 1)")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            problems.append("warmup_steps must be >= 0 or unset (warmup_ratio applies)")
         if problems:
             raise UserInputError(f"budget {self.name!r}: " + "; ".join(problems))
 

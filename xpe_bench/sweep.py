@@ -269,16 +269,15 @@ def summarize(
 # packing --------------------------------------------------------------------------------------------------
 def pack(entries: Sequence[Entry], chunks: int) -> list[list[Entry]]:
     """Split entries into at most ``chunks`` jobs: a supervised entry stays with its source-stage entry (after
-    it); entries on one backbone share a job where they can (the backbone loads once per job)."""
+    it); entries on one backbone share a job where they can (the backbone loads once per job). Otherwise the
+    sweep file's order is kept, so a file can list first what an interrupted sweep should have finished."""
     ids = {entry.id for entry in entries}
     groups: dict[str, list[Entry]] = {}
     for entry in sorted(entries, key=lambda e: e.source_stage() is not None):  # source stages first
         source = entry.source_stage()
         anchor = source.id if source is not None and source.id in ids else entry.id
         groups.setdefault(anchor, []).append(entry)
-    ordered = sorted(
-        groups.values(), key=lambda group: (group[0].values["backbone"], group[0].values["method"])
-    )
+    ordered = sorted(groups.values(), key=lambda group: group[0].values["backbone"])  # stable
     chunks = max(1, min(chunks, len(ordered)))
     size = math.ceil(len(ordered) / chunks)
     return [[e for group in ordered[i : i + size] for e in group] for i in range(0, len(ordered), size)]
@@ -554,7 +553,9 @@ def cancel(sweep: Sweep) -> list[str]:
         if job_state(record) not in {"RUNNING", "PENDING", "REQUEUED", "SUSPENDED"}:
             continue
         if record["launcher"] == "local":
-            os.kill(int(record["job_id"]), signal.SIGTERM)  # the controller forwards it to its task
+            # SIGINT, as submitit's own LocalJob.cancel: the controller stops its tasks (SIGINT, then SIGKILL
+            # after a second). SIGTERM would only be forwarded, and submitit's tasks ignore SIGTERM.
+            os.kill(int(record["job_id"]), signal.SIGINT)
         else:
             import submitit
 

@@ -188,7 +188,7 @@ def build_optimizer(
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, budget: Budget, total_steps: int) -> Any:
-    warmup = int(budget.warmup_ratio * total_steps)
+    warmup = int(budget.warmup_ratio * total_steps) if budget.warmup_steps is None else budget.warmup_steps
     if budget.schedule == "cosine_with_restarts":
         return get_cosine_with_hard_restarts_schedule_with_warmup(
             optimizer, warmup, total_steps, num_cycles=budget.schedule_cycles
