@@ -36,6 +36,7 @@ def xpe_bench_methods() -> list[MethodSpec]:
             "full-model fine-tuning: backbone and head train (the paper's strongest baseline)",
             _full_ft,
             {"freeze_embeddings": False},
+            help={"freeze_embeddings": "keep the word embeddings frozen (the rest of the backbone trains)"},
             roles={role: BUILTIN_ROLES[role] for role in ("backbone", "head")},
         ),
         MethodSpec(
@@ -46,6 +47,7 @@ def xpe_bench_methods() -> list[MethodSpec]:
             # "first" = the <s> state, the same position a prompt-free XLM-R head reads.
             {"pooling": "mean"},
             rules={"pooling": Choice(("mean", "first"))},
+            help={"pooling": "sentence vector: mean = the backbone's pooled vector, first = the <s> state"},
             roles={"head": BUILTIN_ROLES["head"]},
         ),
     ]

@@ -62,6 +62,12 @@ def xpe_bench_methods() -> list[MethodSpec]:
                 "dropout": Range(0.0, 1.0, high_open=True),
                 "target_modules": MODULE_NAMES,
             },
+            help={
+                "r": "rank of each low-rank update",
+                "alpha": "scaling numerator: the update is scaled by alpha / r",
+                "dropout": "dropout on the adapter's input",
+                "target_modules": "names (suffixes) of the backbone's linear layers that get an adapter",
+            },
             roles=ADAPTER_ROLES,
         ),
         MethodSpec(
@@ -77,6 +83,11 @@ def xpe_bench_methods() -> list[MethodSpec]:
                     "a comma list of module names (a subset of target_modules)",
                 ),
             },
+            help={
+                "target_modules": "names (suffixes) of the backbone's layers whose activations are rescaled",
+                "feedforward_modules": "those of target_modules that are feed-forward layers (rescaled at "
+                "their input rather than their output)",
+            },
             roles=ADAPTER_ROLES,
         ),
         MethodSpec(
@@ -85,6 +96,10 @@ def xpe_bench_methods() -> list[MethodSpec]:
             _factory("prompt"),
             {"num_tokens": 20, "init": "random"},
             rules={"num_tokens": Range(1), "init": Choice(("random", "sample_vocab"))},
+            help={
+                "num_tokens": "virtual tokens prepended to the input",
+                "init": "initial prompt: random, or embeddings of tokens sampled from the vocabulary",
+            },
             roles=PROMPT_ROLES,
         ),
     ]

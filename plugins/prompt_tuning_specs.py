@@ -41,6 +41,16 @@ RULES = {
 }
 
 
+HELP = {
+    "num_tokens": "virtual tokens prepended to the input (the paper's 20)",
+    "ratio": "share of the tokens that come from the XPE encoder: 0 = SPT, 1 = XPE, between = DUAL",
+    "read": "where the head reads: first = the first virtual token (as the paper), cls = the real <s> token",
+    "xpe_dropout": "dropout inside the XPE encoder (the paper: 0.1 on the sources, 0.0 on a target language)",
+    "xpe_table_role": "the role (so the learning rate) of the XPE input table: prompt_encoder as in the "
+    "released runs, prompt as in the authors' current code",
+}
+
+
 def _create(options: Mapping[str, Any]) -> PromptTuning:
     from xpe_bench_plugins.prompt_tuning import PromptTuning
 
@@ -62,7 +72,14 @@ def xpe_bench_methods() -> list[MethodSpec]:
     ]
     return [
         MethodSpec(
-            name, description, _create, _options(ratio), target_stage=TARGET_STAGE, rules=RULES, roles=ROLES
+            name,
+            description,
+            _create,
+            _options(ratio),
+            target_stage=TARGET_STAGE,
+            rules=RULES,
+            roles=ROLES,
+            help=HELP,
         )
         for name, ratio, description in presets
     ]

@@ -265,6 +265,12 @@ def xpe_bench_methods() -> list[MethodSpec]:
             trains=False,
             rules={"source": Choice(SOURCES), "scoring": Choice(SCORING)},
             added_later={"scoring": "strict"},
+            help={
+                "source": "whose stored outputs to replay (the SIB-200 authors' GPT-4 or GPT-3.5 answers)",
+                "predictions_dir": "a folder of <lang>.tsv answers to replay in place of source's",
+                "scoring": "answers naming several labels: strict = wrong, first = the first label named, "
+                "fractional = 1/k credit for k labels named",
+            },
         )
         for name, source, what in presets
     ]

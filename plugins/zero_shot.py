@@ -145,5 +145,10 @@ def xpe_bench_methods() -> list[MethodSpec]:
                 # The label is scored at the mask: without one there is nothing to score.
                 "template": Check(lambda text: text.count("<mask>") == 1, "a text with exactly one <mask>"),
             },
+            help={
+                "scoring": "embedding = similarity to each label's description; cloze = the MLM head's score "
+                "of each label at the mask; auto = cloze when the backbone has an MLM head, else embedding",
+                "template": "text appended to the input for cloze scoring; the label is scored at <mask>",
+            },
         )
     ]

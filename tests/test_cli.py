@@ -68,6 +68,32 @@ def test_listings_in_json():
     assert {"me5-small", "tiny-random"} <= {row["name"] for row in _json(["backbones", "--format", "json"])}
 
 
+def test_every_builtin_option_is_typed_and_documented():
+    """`methods NAME` shows each option's type, default, valid values and help; built-ins document all."""
+    names = [row["name"] for row in _json(["methods", "--format", "json"])]
+    described = {row["name"]: row["options"] for row in _json(["methods", *names, "--format", "json"])}
+    assert set(described) == set(names)
+    undocumented = [(n, o["option"]) for n, options in described.items() for o in options if not o["help"]]
+    assert undocumented == []
+    lora = {o["option"]: o for o in described["lora"]}
+    assert lora["target_modules"]["type"] == "list of str" and lora["target_modules"]["default"] == [
+        "query",
+        "value",
+    ]
+    assert lora["r"]["valid"] == ">= 1" and lora["r"]["type"] == "int"
+    assert {o["option"]: o for o in described["replay"]}["predictions_dir"]["valid"] == "any str"
+    table = runner.invoke(app, ["methods", "xpe"], env={"COLUMNS": "200"})
+    assert (
+        table.exit_code == 0
+        and "xpe_dropout" in table.output
+        and "dropout inside the XPE encoder" in table.output
+    )
+    unknown = runner.invoke(app, ["methods", "spt", "nope"])
+    assert (
+        unknown.exit_code == 2 and "unknown method 'nope'" in unknown.output and "spt:" not in unknown.output
+    )
+
+
 def test_a_malformed_command_line_is_a_usage_error():
     """Click's own errors (the one-line messages of bad values are tests/test_bad_input.py's)."""
     result = runner.invoke(app, ["languages", "--format", "xml"])

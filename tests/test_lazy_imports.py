@@ -46,6 +46,7 @@ def test_listings_import_no_torch(tmp_path):
         ["backbones"],
         ["languages", "--task", "sib200", "--groups"],
         ["methods", "--format", "json"],
+        ["methods", "spt", "lora", "zero-shot"],
     ]
     assert _heavy_modules_after(listings, tmp_path) == []
 

@@ -165,3 +165,10 @@ def test_option_rules_must_fit_the_options_they_name():
     for bad in ("1", "-0.1", "nan", "inf"):
         with pytest.raises(UserInputError, match=r"option m\.k: .*valid: in \[0\.0, 1\.0\)"):
             spec.resolve_options({"k": bad})
+
+
+def test_help_for_an_option_the_method_lacks_is_refused():
+    from xpe_bench.methods import MethodSpec
+
+    with pytest.raises(ValueError, match=r"help for options it lacks: \['tokens'\]"):
+        MethodSpec("m", "d", lambda options: None, {"num_tokens": 2}, help={"tokens": "typo"})

@@ -245,12 +245,27 @@ def tasks(fmt: FormatOption = OutputFormat.table) -> None:
 
 @app.command()
 @user_errors
-def methods(fmt: FormatOption = OutputFormat.table) -> None:
-    """List the registered methods and their options."""
+def methods(
+    names: Annotated[list[str] | None, typer.Argument(help="show these methods' options in full")] = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """List the registered methods; with names, each one's options (type, default, valid values, help)."""
     from xpe_bench.report import emit
 
-    rows = [spec.describe() for spec in plugin_registry().methods.values()]
-    emit(console, rows, fmt, "methods", ["name", "trains", "description", "options"])
+    registry = plugin_registry()
+    if not names:
+        rows = [spec.describe() for spec in registry.methods.values()]
+        if fmt == OutputFormat.table:  # the full defaults are in `methods NAME` and in the JSON
+            rows = [row | {"options": ", ".join(row["options"])} for row in rows]
+        emit(console, rows, fmt, "methods", ["name", "trains", "description", "options"])
+        return
+    specs = [registry.method(name) for name in names]  # an unknown name stops before anything is printed
+    if fmt == OutputFormat.json:
+        emit(console, [spec.describe() | {"options": spec.describe_options()} for spec in specs], fmt, "", [])
+        return
+    for spec in specs:
+        title = f"{spec.name}: {spec.description}"
+        emit(console, spec.describe_options(), fmt, title, ["option", "type", "default", "valid", "help"])
 
 
 @app.command()

@@ -237,6 +237,8 @@ class MethodSpec:
     added_later: Mapping[str, Any] = field(default_factory=dict)
     """Options added after results were stored, with the value that reproduces those results: left out of
     the run identity at that value (:meth:`identity_options`), so earlier runs keep their keys."""
+    help: Mapping[str, str] = field(default_factory=dict)
+    """Option -> one line on what it does, shown by ``xpe-bench methods NAME``."""
     roles: Mapping[str, RoleSpec] = field(default_factory=lambda: dict(BUILTIN_ROLES))
     """The parameter roles the method trains (:mod:`xpe_bench.roles`); the budget gives each a learning
     rate. Every one must resolve under the budget of a run, so declare only the roles the method uses."""
@@ -246,6 +248,9 @@ class MethodSpec:
         stray = set(self.rules) - set(self.defaults)
         if stray:
             raise ValueError(f"method {self.name!r}: rules for options it does not have: {sorted(stray)}")
+        undocumented = set(self.help) - set(self.defaults)
+        if undocumented:
+            raise ValueError(f"method {self.name!r}: help for options it lacks: {sorted(undocumented)}")
         broken = [key for key, rule in self.rules.items() if not rule.allows(self.defaults[key])]
         if broken:
             raise ValueError(f"method {self.name!r}: defaults break their own rules: {sorted(broken)}")
@@ -289,7 +294,28 @@ class MethodSpec:
             "options": dict(self.defaults),
             "valid": {key: rule.description for key, rule in self.rules.items()},
             "roles": sorted(self.roles) if self.trains else [],
+            "help": dict(self.help),
         }
+
+    def describe_options(self) -> list[dict[str, Any]]:
+        """One row per option: its type (that of its default, which command-line values convert to), default,
+        what values are valid and its help."""
+        return [
+            {
+                "option": key,
+                "type": _type_name(default),
+                "default": default,
+                "valid": self.rules[key].description if key in self.rules else f"any {_type_name(default)}",
+                "help": self.help.get(key, ""),
+            }
+            for key, default in self.defaults.items()
+        ]
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, list | tuple):
+        return f"list of {type(default[0]).__name__ if default else 'str'}"
+    return type(default).__name__
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

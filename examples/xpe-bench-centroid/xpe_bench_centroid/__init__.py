@@ -69,5 +69,6 @@ def xpe_bench_methods() -> list[MethodSpec]:
             factory=NearestCentroid,
             defaults={"batch_size": 64},
             rules={"batch_size": Range(1)},
+            help={"batch_size": "sentences per forward pass when embedding (speed and memory only)"},
         )
     ]
