@@ -177,7 +177,9 @@ def test_a_run_records_its_verdict_in_the_manifest(registry, tmp_path):
 LABELS = ["science/technology", "travel", "politics", "sports", "health", "entertainment", "geography"]
 
 
-def write_run(root: Path, method: str, seed: int, fit: dict[str, Any] | None) -> Path:
+def write_run(
+    root: Path, method: str, seed: int, fit: dict[str, Any] | None, budget: dict[str, Any] | None = None
+) -> Path:
     """A finished run directory with a fit report and predictions on two languages."""
     run = root / f"{method}-s{seed}"
     (run / "predictions").mkdir(parents=True)
@@ -189,7 +191,7 @@ def write_run(root: Path, method: str, seed: int, fit: dict[str, Any] | None) ->
         "task": {"name": "sib200", "version": 1, "labels": LABELS},
         "method": {"name": method, "options": {}},
         "backbone": {"name": "me5-small", "weights_sha256": "b" * 64},
-        "budget": {"name": "quick", "fingerprint": "a" * 64},
+        "budget": {"name": "quick", "fingerprint": "a" * 64, **(budget or {})},
         "seed": seed,
         "sources": ["eng_Latn"],
         "fit": fit,
@@ -289,6 +291,55 @@ def test_curves_command_writes_png_markdown_and_json(tmp_path):
     again = cli_runner.invoke(app, ["curves", str(runs), str(training), "--out", str(out)])
     assert again.exit_code == 0 and out.read_bytes() == png
     assert out.with_suffix(".md").read_text(encoding="utf-8") == markdown
+
+
+def test_prefix_verdicts_are_the_verdicts_of_shorter_runs():
+    climb_then_flat = curve(
+        [0.3, 0.5, 0.7, 0.8, 0.81, 0.80, 0.81, 0.80, 0.81], [1.8, 1.2, 0.8, 0.6] + [0.58] * 5
+    )
+    history = climb_then_flat["history"]
+    assert convergence.assess_prefix(history, 250) == assess(
+        curve([0.3, 0.5, 0.7, 0.8, 0.81], [1.8, 1.2, 0.8, 0.6, 0.58])
+    )
+    assert not convergence.assess_prefix(history, 200).converged  # still climbing at 200 steps
+    assert convergence.assess_prefix(history, 450).converged
+    assert convergence.converged_from(history) == 300  # 250 has too little behind it; 300..450 all hold
+    # a curve whose end still climbs converges from nowhere, however flat its middle
+    late = curve([0.3, 0.8, 0.8, 0.8, 0.8, 0.9], [1.8, 0.6, 0.6, 0.6, 0.6, 0.3])["history"]
+    assert convergence.assess_prefix(late, 250).converged and convergence.converged_from(late) is None
+    # the last checkpoint, not the best, when the budget does not select
+    last = convergence.assess_prefix(history, 300, select_best=False)
+    assert last.selected_step == 300 and last.selected_dev_accuracy == 0.80
+
+
+def test_curves_read_the_smallest_converging_budget_off_prefix_exact_runs(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "curves.png"
+    recipe = {"schedule": "constant", "warmup_steps": 100, "select_best": True}
+    write_run(
+        runs, "spt", 1, curve([0.3, 0.8, 0.81, 0.80, 0.81, 0.80], [1.8, 0.6, 0.58, 0.59, 0.58, 0.6]), recipe
+    )
+    write_run(
+        runs, "xpe", 1, curve([0.3, 0.5, 0.7, 0.8, 0.81, 0.8], [1.8, 1.2, 0.8, 0.6, 0.58, 0.58]), recipe
+    )
+    assert cli_runner.invoke(app, ["curves", str(runs), "--out", str(out)]).exit_code == 0
+    section = (
+        out.with_suffix(".md").read_text(encoding="utf-8").split("## Steps to converge")[1].split("\n## ")[0]
+    )
+    assert "| spt | 1 | 150 | 81.0 (150) | 81.0 (150) |" in section
+    assert "| xpe | 1 | 300 | 81.0 (250) | 81.0 (250) |" in section
+    assert "stopped at **300 steps** or later, is converged" in section
+    data = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert data["common_converged_from"] == 300
+    assert {run["method"]: run["converged_from"] for run in data["runs"]} == {"spt": 150, "xpe": 300}
+
+    write_run(
+        runs, "dual-30", 1, curve([0.3, 0.5, 0.7], [1.8, 1.2, 0.8]), {"schedule": "cosine_with_restarts"}
+    )
+    assert cli_runner.invoke(app, ["curves", str(runs), "--out", str(out)]).exit_code == 0
+    assert "Steps to converge: not read off these curves" in out.with_suffix(".md").read_text(
+        encoding="utf-8"
+    )
+    assert json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["common_converged_from"] is None
 
 
 def test_curves_command_rejects_bad_input(tmp_path):

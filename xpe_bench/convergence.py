@@ -167,6 +167,33 @@ def assess(fit: Mapping[str, Any] | None) -> Convergence:
     return replace(measured, status="converged", reason="plateau over the tail")
 
 
+def assess_prefix(
+    history: Sequence[Mapping[str, Any]], step: int, *, select_best: bool = True
+) -> Convergence:
+    """The verdict of the same run stopped at ``step``. Exact when the run's budget makes shorter runs
+    prefixes of longer ones (a ``constant`` schedule with ``warmup_steps``: the same data order, dropout
+    masks and learning rates up to ``step``), which is how a learning curve tells what a budget of fewer
+    steps gets."""
+    points = [h for h in _dev_points(history) if h["step"] <= step]
+    if not points:
+        return assess({"history": []})
+    best = max(points, key=lambda h: (h["dev_accuracy"], -h["dev_loss"]))
+    return assess({"history": points, "selected_step": best["step"] if select_best else points[-1]["step"]})
+
+
+def converged_from(history: Sequence[Mapping[str, Any]], *, select_best: bool = True) -> int | None:
+    """The first evaluated step from which the curve's every prefix is converged, up to its end (``None``
+    when its last prefix, the whole curve, is not). Stable convergence, not the first lucky evaluation:
+    accuracy on a few hundred dev items is noisy, and a budget should not stop where noise happened to
+    flatter the rule."""
+    first = None
+    for point in reversed(_dev_points(history)):
+        if not assess_prefix(history, int(point["step"]), select_best=select_best).converged:
+            break
+        first = int(point["step"])
+    return first
+
+
 @dataclass(frozen=True)
 class Summary:
     """The verdicts of one system's runs (one per seed)."""

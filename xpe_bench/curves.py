@@ -18,7 +18,15 @@ from typing import Any
 
 from xpe_bench.compact import SUFFIX, read_compact
 from xpe_bench.comparison import Run, check_manifest, expand_run_paths, group_systems
-from xpe_bench.convergence import RULE, RULE_VERSION, Convergence, describe_rule, rule_parameters
+from xpe_bench.convergence import (
+    RULE,
+    RULE_VERSION,
+    Convergence,
+    assess_prefix,
+    converged_from,
+    describe_rule,
+    rule_parameters,
+)
 from xpe_bench.errors import UserInputError
 from xpe_bench.leaderboard import markdown_table
 from xpe_bench.store import RunStore, atomic_write_bytes
@@ -35,6 +43,31 @@ class Curve:
     @property
     def convergence(self) -> Convergence:
         return self.run.convergence
+
+    @property
+    def prefix_exact(self) -> bool:
+        """Whether the run's first N steps are a run of N steps under the same recipe (a constant schedule
+        with warm-up in steps), so that its curve tells what shorter budgets get."""
+        budget = self.run.manifest["budget"]
+        return budget.get("schedule") == "constant" and budget.get("warmup_steps") is not None
+
+    @property
+    def select_best(self) -> bool:
+        return bool(self.run.manifest["budget"].get("select_best", True))
+
+    @property
+    def converged_from(self) -> int | None:
+        """First step from which every shorter run of the same recipe converges (prefix-exact curves only)."""
+        return converged_from(self.history, select_best=self.select_best) if self.prefix_exact else None
+
+
+def common_converged_from(curves: Sequence[Curve]) -> int | None:
+    """The smallest step count at which every curve's run, stopped there, converges and stays converged
+    for every longer run measured; ``None`` unless every curve is prefix-exact and converges stably."""
+    steps = [curve.converged_from for curve in curves]  # None for a curve that is not prefix-exact
+    if not curves or any(step is None for step in steps):
+        return None
+    return max(step for step in steps if step is not None)
 
 
 def _read_manifest(path: Path) -> Mapping[str, Any]:
@@ -160,7 +193,8 @@ def render_markdown(curves: Sequence[Curve], skipped: Sequence[str], *, command:
         "",
     ]
     if skipped:
-        lines += [f"Left out (no dev curve: nothing trained): {', '.join(skipped)}.", ""]
+        lines += [f"Left out (no dev curve: nothing trained, or still training): {', '.join(skipped)}.", ""]
+    lines += _steps_to_converge(curves)
     for label, members in _by_system(curves).items():
         lines += [f"## {label}", ""]
         for curve in members:
@@ -193,9 +227,59 @@ def render_markdown(curves: Sequence[Curve], skipped: Sequence[str], *, command:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _steps_to_converge(curves: Sequence[Curve]) -> list[str]:
+    """The section that reads budgets off the curves: per run, the step from which it is converged for good,
+    and what a run stopped at the common step keeps of each curve's best."""
+    if not all(curve.prefix_exact for curve in curves):
+        return [
+            "Steps to converge: not read off these curves: a run's first N steps are a run of N steps "
+            "only under a `constant` schedule with `warmup_steps` set, and some of these runs used another "
+            "recipe.",
+            "",
+        ]
+    common = common_converged_from(curves)
+    lines = [
+        "## Steps to converge",
+        "",
+        "These runs use a constant learning rate after a warm-up of fixed length, so the first N steps of "
+        "a curve are exactly the run of a budget that differs only by `max_steps = N` (same data order, "
+        "dropout masks and learning rates); the verdict of that run is the rule applied to the curve up to "
+        "N, with the best checkpoint up to N selected. *Converged from* is the first evaluated step from "
+        "which every such run is converged, up to the end of the curve.",
+        "",
+    ]
+    headers = ["system", "seed", "converged from step", "best dev acc % (step)"]
+    if common is not None:
+        headers += [f"selected at {common} steps: dev acc % (step)"]
+    rows = []
+    for curve in curves:
+        verdict = curve.convergence
+        row = [
+            curve.system,
+            str(curve.run.seed),
+            "never" if curve.converged_from is None else str(curve.converged_from),
+            f"{_number(verdict.best_dev_accuracy, 100, 1)} ({verdict.best_step})",
+        ]
+        if common is not None:
+            stopped = assess_prefix(curve.history, common, select_best=curve.select_best)
+            row.append(f"{_number(stopped.selected_dev_accuracy, 100, 1)} ({stopped.selected_step})")
+        rows.append(row)
+    lines += [markdown_table(headers, rows, "llrrr"[: len(headers)]), ""]
+    if common is None:
+        lines += ["Not every run converges for good within its curve: no step count converges them all.", ""]
+    else:
+        lines += [
+            f"Every run, stopped at **{common} steps** or later, is converged: the smallest budget of this "
+            "recipe that converges all of them.",
+            "",
+        ]
+    return lines
+
+
 def curves_json(curves: Sequence[Curve], skipped: Sequence[str]) -> dict[str, Any]:
     return {
         "rule": rule_parameters(),
+        "common_converged_from": common_converged_from(curves),
         "runs": [
             {
                 "system": curve.system,
@@ -203,6 +287,7 @@ def curves_json(curves: Sequence[Curve], skipped: Sequence[str]) -> dict[str, An
                 "method": curve.run.method,
                 "seed": curve.run.seed,
                 "convergence": curve.convergence.to_dict(),
+                "converged_from": curve.converged_from,
                 "history": [dict(h) for h in curve.history],
             }
             for curve in curves
