@@ -22,7 +22,6 @@ lock (:meth:`RunStore.locked`): a second identical run reports who holds it inst
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -37,8 +36,9 @@ import numpy as np
 from filelock import FileLock, Timeout
 from safetensors import SafetensorError
 
-from xpe_bench.errors import UserInputError
+from xpe_bench.errors import CorruptRunFile
 from xpe_bench.metrics import ABSTAIN, abstained, language_metrics, tied_labels
+from xpe_bench.run_record import canonical_json, config_key
 
 if TYPE_CHECKING:
     import torch
@@ -56,24 +56,8 @@ MANIFEST_SCHEMA = 1
 STATUSES = ("created", "training", "trained", "evaluating", "complete", "failed")
 
 
-class CorruptRunFile(UserInputError):
-    """A file of a run directory that cannot be used: unparsable, truncated, or not this run's."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-
-
 class RunLocked(Exception):
     """Another live process holds the run directory's lock."""
-
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def config_key(identity: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
