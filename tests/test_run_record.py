@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import gzip
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,14 @@ import pytest
 
 from xpe_bench.errors import CorruptRunFile, UserInputError
 from xpe_bench.run_record import (
+    RECORD_SCHEMA,
     RECOVERED,
     InitFromRecord,
     MethodRecord,
     RunRecord,
     config_key,
 )
+from xpe_bench.store import MANIFEST, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(
@@ -152,6 +155,7 @@ def _broken(edit) -> dict:
         (lambda d: d.update(sources="aaa_Latn"), "sources is a string, not a list of strings"),
         (lambda d: d.update(fit={"history": [1, 2]}), "fit.history is a list, not a list of JSON objects"),
         (lambda d: d["timings"].update(train_seconds=None), "timings.train_seconds is null, not a number"),
+        (lambda d: d.update(status="failed"), "not a run record (status 'failed' without failure)"),
         (lambda d: d.update(extra=1), "not a run record (unknown field extra)"),
         (lambda d: d["method"].update(extra=1), "unknown field method.extra"),
         (lambda d: d.update(backbone=[]), "backbone is not a JSON object"),
@@ -164,6 +168,24 @@ def test_a_bad_record_is_refused_naming_the_file(edit, message):
     assert isinstance(caught.value, UserInputError) and caught.value.path == WHERE
     text = str(caught.value)
     assert text.startswith(f"{WHERE}: ") and message in text and "\n" not in text
+
+
+def test_the_store_reads_and_writes_records(tmp_path):
+    store = RunStore(tmp_path / "run")
+    assert store.read_record() is None
+    record = _new().training(train_examples=2, dev_examples=2)
+    store.write_record(record)
+    assert store.read_record() == record
+    assert json.loads((store.path / MANIFEST).read_text())["schema"] == RECORD_SCHEMA
+    with pytest.raises(ValueError):  # strict JSON: a NaN is never written
+        store.write_record(record.trained({"history": [], "loss": math.nan}, seconds=1.0))
+    assert store.read_record() == record  # and the old file is kept
+    (store.path / MANIFEST).write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(CorruptRunFile, match=r"manifest\.json: not a run record \(not a JSON object\)"):
+        store.read_record()
+    (store.path / MANIFEST).write_text('{"schema": 1, "key"', encoding="utf-8")
+    with pytest.raises(CorruptRunFile, match=r"manifest\.json: not valid JSON"):
+        store.read_record()
 
 
 def test_a_committed_record_with_a_changed_field_is_refused():

@@ -22,8 +22,9 @@ for every stored run and committed compact file (tested). A change of layout is 
 
 What a consumer decides on is a typed attribute. The purely descriptive rest (the task's description, the
 backbone's sizes, the budget's other settings, versions, hardware) and what plugins report (the fit report,
-the parameter report) are kept as the JSON objects they were written as; treat them as read-only (the record
-copies them in and out, so editing one never changes a record or its file).
+the parameter report) are kept as the JSON objects they were written as. Treat them as read-only: reading,
+writing and the state changes copy them, so editing a dict from :meth:`RunRecord.to_dict`, or one that was
+passed in, never changes a record.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+_Kind = Literal["string", "integer", "number", "object", "strings", "objects"]
+_KINDS: dict[_Kind, tuple[str, Callable[[Any], bool]]] = {
     "string": ("a string", lambda value: isinstance(value, str)),
     "integer": ("an integer", _is_int),
     "number": ("a number", lambda value: _is_int(value) or isinstance(value, float)),
@@ -84,7 +86,6 @@ _KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
         lambda value: isinstance(value, list) and all(isinstance(v, dict) for v in value),
     ),
 }
-Kind = Literal["string", "integer", "number", "object", "strings", "objects"]
 
 
 class _Fields:
@@ -104,7 +105,7 @@ class _Fields:
     def _join(where: str, name: str) -> str:
         return f"{where}.{name}" if where else name
 
-    def get(self, name: str, kind: Kind, *, optional: bool = False, nullable: bool = False) -> Any:
+    def get(self, name: str, kind: _Kind, *, optional: bool = False, nullable: bool = False) -> Any:
         """The field's value, checked against ``kind`` (lists come back as tuples, objects as copies);
         ``None`` when it is ``optional`` and absent, or ``nullable`` and null."""
         if name not in self.data:
@@ -137,15 +138,13 @@ class _Fields:
 
 
 def _json_type(value: Any) -> str:
+    """What a JSON value is, for a complaint about it."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    for kind in ("string", "integer", "number", "object"):
-        what, check = _KINDS[kind]
-        if check(value):
+    for kind, what in ((bool, "a boolean"), (str, "a string"), (int, "an integer"), (float, "a number")):
+        if isinstance(value, kind):
             return what
-    return "a list"
+    return "a JSON object" if isinstance(value, dict) else "a list"
 
 
 def _json(value: Any) -> Any:
@@ -225,9 +224,9 @@ class MethodRecord:
 
     @property
     def trainable(self) -> int | None:
-        """Trainable parameters, when the parameter report says."""
-        value = (self.parameters or {}).get("trainable")
-        return None if value is None else int(value)
+        """Trainable parameters, when the parameter report says (an integer: checked on reading)."""
+        trainable: int | None = (self.parameters or {}).get("trainable")
+        return trainable
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "version": self.version, "options": _json(self.options)}
@@ -457,6 +456,7 @@ class RunRecord:
     """The convergence verdict recorded when training ended (:meth:`assess` recomputes it by the current
     rule; runs recorded before verdicts existed have none)."""
     failure: FailureRecord | None = None
+    """Present exactly when the status is ``failed``."""
 
     # reading and writing ------------------------------------------------------------------------------
     @classmethod
@@ -489,6 +489,8 @@ class RunRecord:
             fields.fields("fit").get("history", "objects", optional=True)
         init_from = fields.optional_fields("init_from", InitFromRecord._FIELDS)
         failure = fields.optional_fields("failure", FailureRecord._FIELDS)
+        if (status == "failed") != (failure is not None):
+            raise _Malformed(f"status {status!r} {'without' if failure is None else 'with'} failure")
         return cls(
             key=fields.get("key", "string"),
             status=status,
@@ -594,8 +596,9 @@ class RunRecord:
         init_from: InitFromRecord | None = None,
     ) -> RunRecord:
         """A new run's record (status ``created``). ``task``, ``backbone`` and ``budget`` are their
-        descriptions (``describe()``; the budget's ``to_dict()`` with its fingerprint); a description that
-        lacks a typed field raises ``ValueError`` naming it (a bug, not bad input)."""
+        descriptions (``describe()``; the budget's ``to_dict()`` with its fingerprint). They and ``method``
+        are checked like a record read back: a missing or mistyped field raises ``ValueError`` naming it (a
+        bug, not bad input)."""
         now = _now()
         return cls(
             key=config_key(identity),
@@ -604,7 +607,7 @@ class RunRecord:
             updated=now,
             identity=copy.deepcopy(dict(identity)),
             task=TaskRecord._read(_Fields(dict(task), "task")),
-            method=method,
+            method=MethodRecord._read(_Fields(method.to_dict(), "method", MethodRecord._FIELDS)),
             backbone=BackboneRecord._read(_Fields(dict(backbone), "backbone")),
             budget=BudgetRecord._read(_Fields(dict(budget), "budget")),
             seed=seed,
