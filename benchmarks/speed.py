@@ -746,7 +746,7 @@ def accuracy_check(fast: Path, fp32: Path) -> dict[str, Any]:
     pooled = paired_tests({"pooled": (correct_a, correct_b)}, test=test)["pooled"]
 
     def budget(system: Any) -> dict[str, Any]:
-        spent = system.runs[0].manifest["budget"]  # the budget the runs used, overrides applied
+        spent = system.runs[0].record.budget.settings  # the budget the runs used, overrides applied
         seconds = [run.train_seconds for run in system.runs]
         return {
             "runs": [run.path.name for run in system.runs],

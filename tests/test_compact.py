@@ -36,11 +36,12 @@ def test_export_is_deterministic_and_roundtrips(finished_run, tmp_path):
     second = export_run(finished_run.path, tmp_path / "b")
     assert first.read_bytes() == second.read_bytes()
     payload = read_compact(first)
-    assert payload["manifest"]["key"] == finished_run.read_manifest()["key"]
+    record = finished_run.read_record()
+    assert record is not None and payload["manifest"] == record.to_dict()
     assert set(payload["predictions"]) == {"aaa_Latn", "ccc_Cyrl", "bbb_Latn"}
 
     from_compact, from_directory = load_run(first), load_run(finished_run.path)
-    assert from_compact.manifest == from_directory.manifest
+    assert from_compact.record == from_directory.record == record
     assert from_compact.predictions.keys() == from_directory.predictions.keys()
     for lang, items in from_directory.predictions.items():
         restored = from_compact.predictions[lang]

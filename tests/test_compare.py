@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hand_made import hand_made_record
 from scipy import stats
 from typer.testing import CliRunner
 
@@ -18,7 +19,8 @@ from xpe_bench.cli import app
 from xpe_bench.compact import export_run
 from xpe_bench.comparison import prepare
 from xpe_bench.errors import UserInputError
-from xpe_bench.store import MANIFEST_SCHEMA, config_key
+from xpe_bench.run_record import TimingsRecord
+from xpe_bench.store import RunStore
 
 runner = CliRunner()
 
@@ -50,21 +52,19 @@ def write_run(
     """A run directory by hand: manifest.json plus predictions/<lang>.jsonl (``draw`` seeds the errors)."""
     run = root / name
     (run / "predictions").mkdir(parents=True)
-    manifest = {
-        "schema": MANIFEST_SCHEMA,
-        "status": "complete",
-        "identity": {"name": name},
-        "key": config_key({"name": name}),
-        "task": {"name": task, "version": task_version, "labels": labels},
-        "method": {"name": method, "options": options or {}, "parameters": {"total": 1000, "trainable": 42}},
-        "backbone": {"name": "me5-small", "weights_sha256": "b" * 64},
-        "budget": {"name": "quick", "fingerprint": fingerprint},
-        "seed": seed,
-        "regime": "zero-shot-xlt",
-        "sources": ["eng_Latn"],
-        "timings": {"train_seconds": 12.0 + seed, "eval_seconds": 3.0},
-    }
-    (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    record = hand_made_record(
+        name,
+        task=task,
+        task_version=task_version,
+        labels=labels,
+        method=method,
+        options=options,
+        parameters={"total": 1000, "trainable": 42},
+        fingerprint=fingerprint,
+        seed=seed,
+        timings=TimingsRecord(train_seconds=12.0 + seed, eval_seconds=3.0),
+    )
+    RunStore(run).write_record(record)
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256((draw or name).encode()).digest()[:8]))
     for lang in languages:
         ids = np.arange(first_item, first_item + ITEMS)

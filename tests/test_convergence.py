@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hand_made import hand_made_record
 from typer.testing import CliRunner
 
 from xpe_bench import convergence
@@ -17,7 +18,7 @@ from xpe_bench.comparison import load_run
 from xpe_bench.convergence import Summary, assess
 from xpe_bench.leaderboard import write_leaderboard
 from xpe_bench.runner import Runner, RunRequest
-from xpe_bench.store import MANIFEST_SCHEMA, config_key
+from xpe_bench.store import RunStore
 
 cli_runner = CliRunner()
 RESULTS = Path(__file__).resolve().parents[1] / "leaderboards" / "results"
@@ -183,20 +184,9 @@ def write_run(
     """A finished run directory with a fit report and predictions on two languages."""
     run = root / f"{method}-s{seed}"
     (run / "predictions").mkdir(parents=True)
-    manifest = {
-        "schema": MANIFEST_SCHEMA,
-        "status": "complete",
-        "identity": {"name": run.name},
-        "key": config_key({"name": run.name}),
-        "task": {"name": "sib200", "version": 1, "labels": LABELS},
-        "method": {"name": method, "options": {}},
-        "backbone": {"name": "me5-small", "weights_sha256": "b" * 64},
-        "budget": {"name": "quick", "fingerprint": "a" * 64, **(budget or {})},
-        "seed": seed,
-        "sources": ["eng_Latn"],
-        "fit": fit,
-    }
-    (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    RunStore(run).write_record(
+        hand_made_record(run.name, labels=LABELS, method=method, seed=seed, fit=fit, budget_settings=budget)
+    )
     for lang in ("eng_Latn", "yor_Latn"):
         rows = [
             json.dumps(
@@ -355,4 +345,5 @@ def test_curves_command_rejects_bad_input(tmp_path):
     del manifest["seed"]
     (seedless / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     broken = cli_runner.invoke(app, ["curves", str(seedless), "--out", str(tmp_path / "c.png")])
-    assert broken.exit_code == 2 and "the manifest lacks seed" in " ".join(broken.output.split())
+    message = " ".join(broken.output.split())
+    assert broken.exit_code == 2 and "manifest.json: not a run record (missing seed)" in message

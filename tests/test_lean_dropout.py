@@ -132,7 +132,7 @@ def test_a_lean_budget_trains_records_its_kernel_and_keeps_old_fingerprints(regi
         targets="eng_Latn",
     )
     (outcome,) = Runner(registry).execute(request)
-    assert outcome.manifest["budget"]["dropout_kernel"] == "lean"
+    assert outcome.record.budget.settings["dropout_kernel"] == "lean"
     assert "dropout_kernel" not in load_budget("smoke").to_dict()
     (again,) = Runner(registry).execute(request)  # resumes: nothing to redo, same result
     assert again.metrics == outcome.metrics

@@ -61,7 +61,7 @@ def test_trainable_parameters_by_method(registry, tmp_path):
     counts = {}
     for method in ("spt", "xpe", "dual-30", "head-only", "full-ft"):
         outcome = _run(registry, tmp_path / method, method)
-        counts[method] = outcome.manifest["method"]["parameters"]
+        counts[method] = outcome.record.method.parameters
     hidden, labels = 32, 7
     head = hidden * hidden + hidden + hidden * labels + labels
     mlp = (hidden * 8 + 8) + (8 * 8 + 8) + (8 * hidden + hidden)
@@ -103,16 +103,16 @@ def test_head_only_computes_features_once_across_seeds(registry, tmp_path, monke
     second = _run(registry, tmp_path, "head-only", seed=2)
     assert len(calls) == n_first  # every feature came from the cache
     assert first.store.path != second.store.path
-    assert second.manifest["fit"]["steps_run"] == 4
+    assert second.record.fit is not None and second.record.fit["steps_run"] == 4
 
 
 @pytest.mark.data
 def test_zero_shot_embedding_scores_label_descriptions(registry, tmp_path):
     outcome = _run(registry, tmp_path, "zero-shot")
-    assert outcome.manifest["fit"] == {"trained": False, "scoring": "embedding"}
+    assert outcome.record.fit == {"trained": False, "scoring": "embedding"}
     rows = outcome.store.read_predictions("eng_Latn")
     assert all(-1.0001 <= s <= 1.0001 for row in rows for s in row["scores"])  # cosine similarities
-    assert outcome.manifest["method"]["parameters"]["trainable"] == 0
+    assert outcome.record.method.trainable == 0
 
 
 @pytest.mark.data
@@ -126,10 +126,10 @@ def test_zero_shot_cloze_with_an_mlm_head(registry, tmp_path, cache_dir):
     BertForMaskedLM(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny.location).save_pretrained(folder)
     outcome = _run(registry, tmp_path / "runs", "zero-shot", backbone=str(folder))
-    assert outcome.manifest["fit"]["scoring"] == "cloze"
+    assert outcome.record.fit is not None and outcome.record.fit["scoring"] == "cloze"
     scores = np.array([row["scores"] for row in outcome.store.read_predictions("eng_Latn")])
     assert scores.shape == (8, 7) and np.all(scores <= 0)  # log-probabilities
-    assert json.dumps(outcome.manifest)  # manifest stays JSON-able
+    assert json.dumps(outcome.record.to_dict(), allow_nan=False)  # the record stays strict JSON
 
 
 @pytest.mark.data
@@ -138,7 +138,7 @@ def test_fast_mode_holds_the_frozen_backbone_in_bf16_and_trains_in_fp32(registry
     outcome = _run(registry, tmp_path, "xpe", budget=fast)
     state = outcome.store.load_state()
     assert state and all(tensor.dtype == torch.float32 for tensor in state.values())
-    assert outcome.manifest["budget"]["frozen_backbone_dtype"] == "bf16"
+    assert outcome.record.budget.settings["frozen_backbone_dtype"] == "bf16"
     reference = _run(registry, tmp_path / "fp32", "xpe")
     agree = np.mean(
         [

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hand_made import hand_made_record
 
 from xpe_bench import statistics as st
 from xpe_bench.compact import export_run
 from xpe_bench.comparison import load_run
 from xpe_bench.metrics import accuracy, answer_weights, credit, language_metrics, macro_f1, tied_labels
-from xpe_bench.store import MANIFEST_SCHEMA, RunStore, config_key
+from xpe_bench.store import RunStore
 
 
 def _classic_macro_f1(gold: np.ndarray, pred: np.ndarray, num_labels: int) -> float:
@@ -116,19 +117,7 @@ def test_ties_are_found_before_rounding_and_survive_the_store_and_compact_files(
     assert "tied" not in rows[1] and rows[1]["scores"][0] == rows[1]["scores"][1]  # equal only once rounded
     assert store.compute_metrics(3)["xx_Latn"]["accuracy"] == pytest.approx(1.5 / 3)
 
-    store.write_manifest(
-        {
-            "schema": MANIFEST_SCHEMA,
-            "status": "complete",
-            "identity": {"run": "hand-made"},
-            "key": config_key({"run": "hand-made"}),
-            "seed": 1,
-            "task": {"name": "sib200", "version": 1, "labels": ["a", "b", "c"]},
-            "method": {"name": "replay", "options": {}},
-            "backbone": {"name": "me5-small"},
-            "budget": {"fingerprint": "f"},
-        }
-    )
+    store.write_record(hand_made_record("hand-made", method="replay", labels=["a", "b", "c"]))
     store.write_metrics(store.compute_metrics(3))
     for path in (store.path, export_run(store.path, tmp_path / "compact")):
         items = load_run(path).predictions["xx_Latn"]

@@ -59,11 +59,13 @@ def test_a_role_the_budget_does_not_name_takes_its_recorded_fallback():
 
 def test_the_manifest_records_where_each_rate_came_from(registry, tmp_path):
     lora = _run(registry, tmp_path / "lora", "lora")
-    roles = lora.manifest["method"]["roles"]
+    roles = lora.record.method.roles
+    assert roles is not None
     assert roles["adapter"]["rate_from"] == "prompt_encoder" and roles["head"]["rate_from"] == "head"
     named = load_budget("smoke").with_overrides(learning_rates={"adapter": 0.02, "head": 1e-3})
     again = _run(registry, tmp_path / "named", "lora", budget=named)
-    assert again.manifest["method"]["roles"]["adapter"] == {
+    assert again.record.method.roles is not None
+    assert again.record.method.roles["adapter"] == {
         "learning_rate": 0.02,
         "weight_decay": named.weight_decay,
         "source_stage": False,
@@ -88,7 +90,8 @@ def test_adapters_train_inside_the_encoder_and_reload_exactly(registry, tmp_path
     state = outcome.store.load_state()
     adapter_keys = [k for k in state if k.startswith("encoder.")]
     assert adapter_keys and all(state[k].dtype == torch.float32 for k in state)
-    parameters = outcome.manifest["method"]["parameters"]
+    parameters = outcome.record.method.parameters
+    assert parameters is not None
     assert 0 < parameters["modules"]["encoder"]["trainable"] < parameters["modules"]["encoder"]["total"]
     again = _run(registry, tmp_path, method, budget=fast)  # reuse: setup + load_state_dict + re-predict
     assert again.reused_state
@@ -168,7 +171,7 @@ def test_peft_prompt_tuning_matches_spt(registry, tmp_path, storage):
             detail = f"{lang}: agreement {agree}, max score gap {np.abs(a - b).max()}, accuracy gap {gap}"
             assert agree >= 0.9 and gap <= 1 / len(a) + 1e-9, detail
     if storage == "fp32":
-        assert spt.manifest["fit"]["history"] == peft.manifest["fit"]["history"]
+        assert spt.record.history == peft.record.history
 
 
 def test_init_parts_auto_carries_the_declared_source_stage_roles(registry, tmp_path):
@@ -185,7 +188,7 @@ def test_init_parts_auto_carries_the_declared_source_stage_roles(registry, tmp_p
         targets="yor_Latn",
         init_from=source.store.path,
     )
-    assert target.manifest["init_from"]["parts"] == "prompt"
+    assert target.record.init_from is not None and target.record.init_from.parts == "prompt"
     before, after = source.store.load_state(), target.store.load_state()
     table = "encoder.prompt_encoder.default.embedding.weight"
     assert torch.equal(before[table], after[table])

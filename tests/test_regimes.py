@@ -31,10 +31,10 @@ def test_in_language_trains_each_target_on_itself(registry, tmp_path):
     outcomes = Runner(registry).execute(
         _request(tmp_path, regime="in-language", sources=None, targets="bbb_Latn,ccc_Cyrl")
     )
-    assert [o.manifest["sources"] for o in outcomes] == [["bbb_Latn"], ["ccc_Cyrl"]]
+    assert [o.record.sources for o in outcomes] == [("bbb_Latn",), ("ccc_Cyrl",)]
     assert [list(o.metrics) for o in outcomes] == [["bbb_Latn"], ["ccc_Cyrl"]]
-    assert all(o.manifest["regime"] == "in-language" for o in outcomes)
-    assert all(o.manifest["method"]["options"]["xpe_dropout"] == 0.0 for o in outcomes)  # target stage
+    assert all(o.record.regime == "in-language" for o in outcomes)
+    assert all(o.record.method.options["xpe_dropout"] == 0.0 for o in outcomes)  # target stage
     assert len({o.store.path for o in outcomes}) == 2
 
 
@@ -55,8 +55,8 @@ def test_supervised_starts_from_the_source_stage(registry, tmp_path, parts):
         budget=frozen,
     )
     (target,) = Runner(registry).execute(supervised)
-    assert target.manifest["init_from"]["key"] == source.manifest["key"]
-    assert target.manifest["init_from"]["parts"] == ("prompt" if parts == "auto" else "all")
+    assert target.record.init_from is not None and target.record.init_from.key == source.record.key
+    assert target.record.init_from.parts == ("prompt" if parts == "auto" else "all")
     before, after = source.store.load_state(), target.store.load_state()
     prompt_keys = [k for k in before if k.startswith("prompt.")]
     assert prompt_keys and all(torch.equal(before[k], after[k]) for k in prompt_keys)

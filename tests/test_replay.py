@@ -325,15 +325,19 @@ def test_a_run_stored_before_scoring_existed_is_reused_and_named(registry, tmp_p
         targets="eng_Latn",
     )
     (outcome,) = Runner(registry).execute(request)
-    manifest = outcome.store.read_manifest()
-    assert manifest["method"]["options"]["scoring"] == "strict"
-    assert "scoring" not in manifest["identity"]["method"]["options"]
-    del manifest["method"]["options"]["scoring"]  # as a run stored before the option was added
-    outcome.store.write_manifest(manifest)
+    record = outcome.store.read_record()
+    assert record is not None and record.method.options["scoring"] == "strict"
+    assert "scoring" not in record.identity_options
+    # Make it a record of a run stored before the option was added.
+    older = {name: value for name, value in record.method.options.items() if name != "scoring"}
+    outcome.store.write_record(
+        dataclasses.replace(record, method=dataclasses.replace(record.method, options=older))
+    )
     explicit = dataclasses.replace(request, options={"scoring": "strict"})
     (again,) = Runner(registry).execute(explicit)
     assert again.store.path == outcome.store.path and again.reused_languages == ["eng_Latn"]
-    assert again.store.read_manifest()["method"]["options"]["scoring"] == "strict"
+    stored = again.store.read_record()
+    assert stored is not None and stored.method.options["scoring"] == "strict"
     (first,) = Runner(registry).execute(dataclasses.replace(request, options={"scoring": "first"}))
     assert first.store.path != outcome.store.path
     assert first.metrics["eng_Latn"]["accuracy"] >= outcome.metrics["eng_Latn"]["accuracy"]

@@ -97,7 +97,7 @@ def test_planted_pickles_in_a_run_directory_never_run(registry, tmp_path, finish
     notes: list[str] = []
     outcome = _runner(registry, notes).execute(_request(tmp_path))[0]
     assert not marker.exists()
-    assert outcome.manifest["status"] == "complete"
+    assert outcome.record.status == "complete"
     assert any("never loaded" in note for note in notes)
     assert any("unreadable fit checkpoint" in note or "not a safetensors" in note for note in notes)
     assert _snapshot(path) == before  # trained again, identically
@@ -171,7 +171,7 @@ def test_truncated_manifest_is_rebuilt_from_the_state(registry, tmp_path, finish
     notes: list[str] = []
     outcome = _runner(registry, notes).execute(_request(tmp_path))[0]
     assert outcome.reused_state and any("rebuilding the record" in note for note in notes)
-    assert outcome.manifest["fit"] == original["fit"] and "recovered" in outcome.manifest
+    assert outcome.record.fit == original["fit"] and outcome.record.recovered
     assert _snapshot(path) == before
 
 

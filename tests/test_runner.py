@@ -35,14 +35,14 @@ def test_run_writes_everything_and_reuses_finished_work(registry, tmp_path):
     runner = Runner(registry)
     outcome = runner.execute(_request(tmp_path))[0]
     path = outcome.store.path
-    manifest = outcome.manifest
-    assert manifest["status"] == "complete"
-    assert manifest["budget"]["name"] == "smoke" and manifest["seed"] == 1
-    assert manifest["backbone"]["weights_sha256"] and manifest["versions"]["torch"]
-    assert manifest["data"]["train_examples"] == 16
-    assert "mock/aaa_Latn/train.tsv" in manifest["data"]["files"]
-    assert manifest["method"]["parameters"]["trainable"] > 0
-    assert manifest["fit"]["steps_run"] == 4
+    record = outcome.record
+    assert record.status == "complete" and outcome.store.read_record() == record
+    assert record.budget.name == "smoke" and record.seed == 1
+    assert record.backbone.weights_sha256 and record.versions["torch"]
+    assert record.data.train_examples == 16
+    assert "mock/aaa_Latn/train.tsv" in record.data.files
+    assert record.method.trainable is not None and record.method.trainable > 0
+    assert record.fit is not None and record.fit["steps_run"] == 4
     assert (path / "state.safetensors").exists() and not (path / "fit").exists()
     assert sorted(outcome.metrics) == ["aaa_Latn", "ccc_Cyrl"]
     assert outcome.metrics["ccc_Cyrl"]["n"] == 8
@@ -55,7 +55,7 @@ def test_run_writes_everything_and_reuses_finished_work(registry, tmp_path):
 
     more = runner.execute(_request(tmp_path, targets="aaa_Latn,ccc_Cyrl,bbb_Latn"))[0]
     assert more.reused_state and sorted(more.reused_languages) == ["aaa_Latn", "ccc_Cyrl"]
-    assert sorted(more.manifest["targets"]) == ["aaa_Latn", "bbb_Latn", "ccc_Cyrl"]
+    assert more.record.targets == ("aaa_Latn", "bbb_Latn", "ccc_Cyrl")
 
 
 def test_other_seed_is_another_run_with_the_same_examples(registry, tmp_path):
@@ -63,9 +63,9 @@ def test_other_seed_is_another_run_with_the_same_examples(registry, tmp_path):
     one = runner.execute(_request(tmp_path, seed=1))[0]
     two = runner.execute(_request(tmp_path, seed=2))[0]
     assert one.store.path != two.store.path
-    assert one.manifest["data"]["train_ids_sha256"] == two.manifest["data"]["train_ids_sha256"]
+    assert one.record.data.train_ids_sha256 == two.record.data.train_ids_sha256
     spt = runner.execute(_request(tmp_path, method="xpe"))[0]
-    assert spt.manifest["data"]["train_ids_sha256"] == one.manifest["data"]["train_ids_sha256"]
+    assert spt.record.data.train_ids_sha256 == one.record.data.train_ids_sha256
     ids = [[r["id"] for r in run.store.read_predictions("ccc_Cyrl")] for run in (one, two, spt)]
     assert ids[0] == ids[1] == ids[2]
 
@@ -88,8 +88,8 @@ def test_interrupted_training_resumes_to_the_same_result(registry, tmp_path, mon
         Runner(registry).execute(_request(tmp_path / "cut", budget=budget))
     monkeypatch.setattr(training, "clip_grad", real)
     resumed = Runner(registry).execute(_request(tmp_path / "cut", budget=budget))[0]
-    assert resumed.manifest["fit"]["resumed_from_step"] == 4
-    assert resumed.manifest["fit"]["steps_run"] == 6
+    assert resumed.record.fit is not None
+    assert resumed.record.fit["resumed_from_step"] == 4 and resumed.record.fit["steps_run"] == 6
     ref_state, new_state = reference.store.load_state(), resumed.store.load_state()
     assert ref_state.keys() == new_state.keys()
     for key in ref_state:
@@ -140,7 +140,7 @@ def test_a_shorter_constant_budget_is_the_prefix_of_a_longer_one(registry, tmp_p
     }
     short, long = (replace(load_budget("smoke"), **recipe, max_steps=steps) for steps in (6, 12))
     runner = Runner(registry)
-    curves = [runner.execute(_request(tmp_path, budget=b))[0].manifest["fit"] for b in (short, long)]
+    curves = [runner.execute(_request(tmp_path, budget=b))[0].record.to_dict()["fit"] for b in (short, long)]
     assert [point["step"] for point in curves[0]["history"]] == [2, 4, 6]
     assert curves[0]["history"] == curves[1]["history"][:3]
     best = max(curves[0]["history"], key=lambda point: (point["dev_accuracy"], -point["dev_loss"]))

@@ -32,8 +32,8 @@ def test_task_runs_end_to_end(registry, tmp_path, task, sources, targets):
     (outcome,) = Runner(registry).execute(request)
     assert sorted(outcome.metrics) == sorted(targets.split(","))
     assert all(m["n"] == 8 for m in outcome.metrics.values())
-    num_labels = len(outcome.manifest["task"]["labels"])
+    num_labels = len(outcome.record.task.labels)
     assert num_labels == (7 if task == "sib200" else 3)
     rows = outcome.store.read_predictions(targets.split(",")[0])
     assert all(len(row["scores"]) == num_labels and 0 <= row["gold"] < num_labels for row in rows)
-    assert outcome.manifest["data"]["train_examples"] == 16
+    assert outcome.record.data.train_examples == 16

@@ -122,7 +122,7 @@ def run(
 
     from xpe_bench import distributed
     from xpe_bench.budgets import load_budget
-    from xpe_bench.convergence import RULE, RULE_VERSION, assess
+    from xpe_bench.convergence import RULE, RULE_VERSION
     from xpe_bench.paths import check_writable_dir
     from xpe_bench.report import RichProgress, print_run_result
     from xpe_bench.runner import Reporters, Runner, RunRequest
@@ -184,13 +184,13 @@ def run(
             if reused_languages:
                 console.print(f"[dim]reused stored predictions for {reused_languages} languages[/]")
             print_run_result(console, metrics, outcomes[0].task.languages, title=f"{method} seed {one_seed}")
-            train_s = sum(o.manifest["timings"]["train_seconds"] for o in outcomes)
-            eval_s = sum(o.manifest["timings"]["eval_seconds"] for o in outcomes)
+            train_s = sum(o.record.timings.train_seconds for o in outcomes)
+            eval_s = sum(o.record.timings.eval_seconds for o in outcomes)
             where = outcomes[0].store.path if len(outcomes) == 1 else f"{len(outcomes)} runs in {runs_dir}"
             console.print(
                 f"train {train_s:.0f} s · evaluate {eval_s:.0f} s · run directory: [bold]{where}[/]"
             )
-            verdicts = [assess(outcome.manifest.get("fit")) for outcome in outcomes]
+            verdicts = [outcome.record.assess() for outcome in outcomes]
             unconverged = [v for v in verdicts if v.applicable and not v.converged]
             if unconverged:
                 many = f"{len(unconverged)} of {len(verdicts)} runs"

@@ -1,11 +1,12 @@
 """Compact, committable copies of finished runs (tens of kilobytes each).
 
 A run directory holds the trained state and every class score: too bulky for git. A compact file keeps what
-statistics and leaderboards need — the manifest, per-language metrics and every test item's gold and
-predicted label — as deterministic gzip-compressed JSON (``<run-name>.json.gz``). Labels are written as one
-character per item (``0``-``9``, ``-`` for an abstention) when a task has at most ten labels. A language whose
-predictions hold ties at the top score (:mod:`xpe_bench.metrics`) also has ``tied``: item id -> the tied
-labels; it is left out when there are none, so files without ties read as before.
+statistics and leaderboards need — the run record (:mod:`xpe_bench.run_record`, under ``"manifest"``),
+per-language metrics and every test item's gold and predicted label — as deterministic gzip-compressed JSON
+(``<run-name>.json.gz``). Labels are written as one character per item (``0``-``9``, ``-`` for an
+abstention) when a task has at most ten labels. A language whose predictions hold ties at the top score
+(:mod:`xpe_bench.metrics`) also has ``tied``: item id -> the tied labels; it is left out when there are
+none, so files without ties read as before.
 
 ``compare`` and ``leaderboard`` read compact files exactly like run directories
 (:func:`xpe_bench.comparison.load_run`).
@@ -21,7 +22,8 @@ from typing import Any
 
 from xpe_bench.errors import UserInputError
 from xpe_bench.metrics import ABSTAIN
-from xpe_bench.store import RunStore, atomic_write_bytes, canonical_json
+from xpe_bench.run_record import canonical_json
+from xpe_bench.store import RunStore, atomic_write_bytes
 
 FORMAT = "xpe-bench-compact/1"
 SUFFIX = ".json.gz"
@@ -42,10 +44,10 @@ def decode_labels(encoded: str | list[int]) -> list[int]:
 def export_run(run_dir: Path, out_dir: Path) -> Path:
     """Write ``out_dir/<run-name>.json.gz`` for a finished run; returns its path."""
     store = RunStore(run_dir)
-    manifest = store.read_manifest()
-    if manifest is None or manifest.get("status") != "complete":
-        raise UserInputError(f"{run_dir} is not a finished run (no complete manifest)")
-    num_labels = len(manifest["task"]["labels"])
+    record = store.read_record()
+    if record is None or record.status != "complete":
+        raise UserInputError(f"{run_dir} is not a finished run (no complete run record)")
+    num_labels = len(record.task.labels)
     predictions = {}
     for lang in store.predicted_languages():
         rows = store.read_predictions(lang)
@@ -59,7 +61,7 @@ def export_run(run_dir: Path, out_dir: Path) -> Path:
             predictions[lang]["tied"] = tied
     payload = {
         "format": FORMAT,
-        "manifest": manifest,
+        "manifest": record.to_dict(),
         "metrics": store.read_metrics(),
         "predictions": predictions,
     }

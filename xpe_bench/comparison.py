@@ -23,12 +23,13 @@ from typing import Any, Literal
 import numpy as np
 
 from xpe_bench.compact import SUFFIX, decode_labels, read_compact
-from xpe_bench.convergence import Convergence, Summary, assess
+from xpe_bench.convergence import Convergence, Summary
 from xpe_bench.errors import UserInputError
 from xpe_bench.languages import LanguageTable, joshi_label_order
 from xpe_bench.metrics import credit
 from xpe_bench.plugins import Registry, load_registry
 from xpe_bench.run_level import RunLevelResult, run_level_test
+from xpe_bench.run_record import RunRecord, canonical_json
 from xpe_bench.statistics import (
     ALPHA,
     Correction,
@@ -46,7 +47,7 @@ from xpe_bench.statistics import (
     verdict,
     wilcoxon_signed_rank,
 )
-from xpe_bench.store import MANIFEST, RunStore, canonical_json
+from xpe_bench.store import MANIFEST, RunStore
 
 GROUPS = ("low-performing", "unseen", "seen-wo-joshi5", "all-wo-joshi5", "all")
 """Named language groups reported by ``--by group`` (those the task defines, in this order)."""
@@ -65,24 +66,12 @@ class LanguageItems:
     """Item position -> labels tied at its top score (:mod:`xpe_bench.metrics`); ``pred`` is the first."""
 
 
-_REQUIRED = ("task.name", "task.version", "task.labels", "method.name", "backbone.name", "budget.fingerprint")
-
-
-def _lookup(manifest: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = manifest
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 @dataclass(frozen=True)
 class Run:
     """One run (one seed) read back from its directory or compact file."""
 
     path: Path
-    manifest: Mapping[str, Any]
+    record: RunRecord
     predictions: Mapping[str, LanguageItems]
 
     @property
@@ -91,79 +80,76 @@ class Run:
 
     @property
     def task(self) -> str:
-        return f"{self.manifest['task']['name']} v{self.manifest['task']['version']}"
+        return f"{self.record.task.name} v{self.record.task.version}"
 
     @property
     def task_name(self) -> str:
-        return str(self.manifest["task"]["name"])
+        return self.record.task.name
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return tuple(self.manifest["task"]["labels"])
+        return self.record.task.labels
 
     @property
     def method(self) -> str:
-        return str(self.manifest["method"]["name"])
+        return self.record.method.name
 
     @property
     def options(self) -> Mapping[str, Any]:
-        return _lookup(self.manifest, "method.options") or {}
+        return self.record.method.options
 
     @property
     def backbone(self) -> str:
-        return str(self.manifest["backbone"]["name"])
+        return self.record.backbone.name
 
     @property
     def backbone_sha256(self) -> str:
-        return str(_lookup(self.manifest, "backbone.weights_sha256") or "")
+        return self.record.backbone.weights_sha256
 
     @property
     def budget(self) -> str:
         """Budget name and fingerprint prefix, e.g. ``quick (beb266c8c793)``."""
-        return f"{_lookup(self.manifest, 'budget.name') or '?'} ({self.budget_fingerprint[:12]})"
+        return f"{self.record.budget.name} ({self.budget_fingerprint[:12]})"
 
     @property
     def budget_fingerprint(self) -> str:
-        return str(self.manifest["budget"]["fingerprint"])
+        return self.record.budget.fingerprint
 
     @property
     def seed(self) -> int:
-        return int(self.manifest["seed"])
+        return self.record.seed
 
     @property
     def regime(self) -> str:
-        return str(self.manifest.get("regime") or "zero-shot-xlt")
+        return self.record.regime
 
     @property
     def sources(self) -> tuple[str, ...]:
-        return tuple(self.manifest.get("sources") or ())
+        return self.record.sources
 
     @property
     def trainable(self) -> int | None:
-        value = _lookup(self.manifest, "method.parameters.trainable")
-        return None if value is None else int(value)
+        return self.record.method.trainable
 
     @property
-    def train_seconds(self) -> float | None:
-        value = _lookup(self.manifest, "timings.train_seconds")
-        return None if value is None else float(value)
+    def train_seconds(self) -> float:
+        return self.record.timings.train_seconds
 
     @property
     def convergence(self) -> Convergence:
         """The convergence verdict, always derived from the stored dev curve by the current rule, so runs
         (and compact files) recorded before the verdict existed, or under an older rule, are judged alike."""
-        return assess(self.manifest.get("fit"))
+        return self.record.assess()
 
     @property
     def system_key(self) -> str:
         """Everything that makes two runs the same system, apart from the seed. The options are those of the
         run identity, which leaves out options added later at their earlier behaviour
         (:attr:`xpe_bench.methods.MethodSpec.added_later`), so older runs group with newer ones."""
-        options = _lookup(self.manifest, "identity.method.options")
         return canonical_json(
             {
-                "task": [self.task_name, self.manifest["task"]["version"]],
-                "method": [self.method, self.options if options is None else options],
+                "task": [self.task_name, self.record.task.version],
+                "method": [self.method, self.record.identity_options],
                 "backbone": [self.backbone, self.backbone_sha256],
                 "budget": self.budget_fingerprint,
                 "regime": self.regime,
@@ -210,20 +196,24 @@ def _items(
     )
 
 
-def check_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
-    """Refuse a manifest that lacks what grouping runs into systems needs."""
-    missing = [name for name in _REQUIRED if _lookup(manifest, name) is None] + (
-        ["seed"] if "seed" not in manifest else []
-    )
-    if missing:
-        raise UserInputError(f"{path}: the manifest lacks {', '.join(missing)}")
+def load_record(path: Path) -> RunRecord:
+    """The run record of a run directory or compact file (:class:`~xpe_bench.errors.CorruptRunFile` naming
+    the file when it is unusable)."""
+    if path.is_file() and path.name.endswith(SUFFIX):
+        return RunRecord.from_dict(read_compact(path)["manifest"], path)
+    record = RunStore(path).read_record()
+    if record is None:
+        raise UserInputError(
+            f"{path}: not a run directory (no {MANIFEST}) nor a compact run file (*{SUFFIX})"
+        )
+    return record
 
 
 def load_run(path: Path) -> Run:
-    """Read one run: a run directory (manifest + predictions) or a compact ``*.json.gz`` file."""
+    """Read one run: a run directory (record + predictions) or a compact ``*.json.gz`` file."""
     if path.is_file() and path.name.endswith(SUFFIX):
         payload = read_compact(path)
-        manifest = payload["manifest"]
+        record = RunRecord.from_dict(payload["manifest"], path)
         predictions = {
             lang: _items(
                 f"{path} [{lang}]",
@@ -234,9 +224,9 @@ def load_run(path: Path) -> Run:
             )
             for lang, items in sorted(payload["predictions"].items())
         }
-    elif is_run(path):
+    else:
+        record = load_record(path)
         store = RunStore(path)
-        manifest = store.read_manifest() or {}
         predictions = {}
         for lang in store.predicted_languages():
             rows = store.read_predictions(lang)
@@ -247,19 +237,14 @@ def load_run(path: Path) -> Run:
                 [row["pred"] for row in rows],
                 {str(row["id"]): row["tied"] for row in rows if "tied" in row},
             )
-    else:
+    if record.failure is not None:
         raise UserInputError(
-            f"{path}: not a run directory (no {MANIFEST}) nor a compact run file (*{SUFFIX})"
+            f"{path}: the run failed ({record.failure.error}); failed runs are never compared or ranked: "
+            "leave it out"
         )
-    if manifest.get("status") == "failed":
-        raise UserInputError(
-            f"{path}: the run failed ({manifest.get('failure', {}).get('error')}); failed runs are never "
-            "compared or ranked: leave it out"
-        )
-    check_manifest(path, manifest)
     if not predictions:
         raise UserInputError(f"{path}: no predictions yet (nothing to compare)")
-    return Run(path=path, manifest=manifest, predictions=predictions)
+    return Run(path=path, record=record, predictions=predictions)
 
 
 def load_runs(paths: Iterable[Path]) -> list[Run]:
@@ -296,10 +281,9 @@ class System:
         return Summary.of([run.convergence for run in self.runs])
 
     @property
-    def train_seconds(self) -> float | None:
-        """Mean training time over the seeds that report one."""
-        seconds = [run.train_seconds for run in self.runs if run.train_seconds is not None]
-        return float(np.mean(seconds)) if seconds else None
+    def train_seconds(self) -> float:
+        """Mean training time over the seeds."""
+        return float(np.mean([run.train_seconds for run in self.runs]))
 
     def describe(self) -> dict[str, Any]:
         first = self.runs[0]
@@ -575,10 +559,9 @@ def prepare(paths: Iterable[Path], *, force: bool = False, registry: Registry | 
         )
     warnings.extend(f"compared with --force although {problem}" for problem in problems)
     warnings.extend(
-        f"{run.name} is not finished (status {run.manifest.get('status')!r}): "
-        "only the languages it predicted count"
+        f"{run.name} is not finished (status {run.record.status!r}): only the languages it predicted count"
         for run in runs
-        if run.manifest.get("status", "complete") != "complete"
+        if run.record.status != "complete"
     )
 
     registry = registry or load_registry()

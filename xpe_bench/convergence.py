@@ -1,6 +1,6 @@
 """Did a run finish optimising? A documented verdict over its source-dev curve.
 
-A run records its source-dev accuracy and loss at every evaluation (``manifest["fit"]["history"]``). The rule
+A run records its source-dev accuracy and loss at every evaluation (``RunRecord.history``). The rule
 ``dev-plateau`` v1 splits that curve at two thirds of the last evaluated step into a *head* (evaluations at
 or before the split) and a *tail* (the evaluations after it), and calls the run **converged** when the tail
 no longer bought anything that matters:
@@ -30,7 +30,7 @@ checkpoint); a noisy plateau is converged because the head's and the tail's best
 Comparing bests, not last values, makes the verdict insensitive to where in the noise a run stopped.
 
 The thresholds are conventions, not measurements: a run near one is borderline, which is why the numbers
-behind every verdict are recorded with it (``manifest["convergence"]``) and shown on the boards.
+behind every verdict are recorded with it (``RunRecord.convergence``) and shown on the boards.
 
 Methods that train nothing (zero-shot scoring, replayed answers) are *not applicable*. A trained run with
 fewer than :data:`MIN_EVALUATIONS` dev evaluations is *not converged*: too few points to show a plateau.
@@ -117,7 +117,7 @@ def _dev_points(history: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 
 def assess(fit: Mapping[str, Any] | None) -> Convergence:
-    """The verdict for a run's fit report (``manifest["fit"]``)."""
+    """The verdict for a run's fit report (:attr:`xpe_bench.run_record.RunRecord.fit`)."""
     if not fit or fit.get("trained") is False or "history" not in fit:
         return Convergence("not applicable", "nothing was trained")
     history = list(fit["history"])

@@ -1,10 +1,10 @@
 """Learning curves of trained runs: source-dev accuracy and train/dev loss against steps, with verdicts.
 
-Reads the dev curve every trained run stores (``manifest["fit"]["history"]``) from run directories or
-compact files, so curves of finished, committed runs can be redrawn without re-training. Writes a PNG (one
-row of panels per system, one line per seed) and the same numbers as a Markdown table and as JSON beside
-it. The output is deterministic, like the leaderboards': systems and seeds in sorted order, fixed number
-formats, and a PNG written without metadata.
+Reads the dev curve every trained run stores (:attr:`xpe_bench.run_record.RunRecord.history`) from run
+directories or compact files, so curves of finished, committed runs can be redrawn without re-training.
+Writes a PNG (one row of panels per system, one line per seed) and the same numbers as a Markdown table and
+as JSON beside it. The output is deterministic, like the leaderboards': systems and seeds in sorted order,
+fixed number formats, and a PNG written without metadata.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpe_bench.compact import SUFFIX, read_compact
-from xpe_bench.comparison import Run, check_manifest, expand_run_paths, group_systems
+from xpe_bench.comparison import Run, expand_run_paths, group_systems, load_record
 from xpe_bench.convergence import (
     RULE,
     RULE_VERSION,
@@ -29,7 +28,7 @@ from xpe_bench.convergence import (
 )
 from xpe_bench.errors import UserInputError
 from xpe_bench.leaderboard import markdown_table
-from xpe_bench.store import RunStore, atomic_write_bytes
+from xpe_bench.store import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -48,12 +47,12 @@ class Curve:
     def prefix_exact(self) -> bool:
         """Whether the run's first N steps are a run of N steps under the same recipe (a constant schedule
         with warm-up in steps), so that its curve tells what shorter budgets get."""
-        budget = self.run.manifest["budget"]
+        budget = self.run.record.budget.settings
         return budget.get("schedule") == "constant" and budget.get("warmup_steps") is not None
 
     @property
     def select_best(self) -> bool:
-        return bool(self.run.manifest["budget"].get("select_best", True))
+        return bool(self.run.record.budget.settings.get("select_best", True))
 
     @property
     def converged_from(self) -> int | None:
@@ -70,17 +69,6 @@ def common_converged_from(curves: Sequence[Curve]) -> int | None:
     return max(step for step in steps if step is not None)
 
 
-def _read_manifest(path: Path) -> Mapping[str, Any]:
-    if path.is_file() and path.name.endswith(SUFFIX):
-        manifest = read_compact(path)["manifest"]
-    else:
-        manifest = RunStore(path).read_manifest()
-    if manifest is None:
-        raise UserInputError(f"{path}: no readable manifest")
-    check_manifest(path, manifest)
-    return manifest
-
-
 def curves_of(runs: Sequence[Run]) -> tuple[list[Curve], list[str]]:
     """The curves of the trained runs among ``runs`` (grouped and labelled as systems) and the names of the
     runs left out because they trained nothing or recorded no dev curve."""
@@ -88,8 +76,7 @@ def curves_of(runs: Sequence[Run]) -> tuple[list[Curve], list[str]]:
     skipped: list[str] = []
     for system in group_systems(runs):
         for run in system.runs:
-            history = (run.manifest.get("fit") or {}).get("history") or []
-            points = tuple(h for h in history if h.get("dev_accuracy") is not None)
+            points = tuple(h for h in run.record.history if h.get("dev_accuracy") is not None)
             if points:
                 curves.append(Curve(system.label, run, points))
             else:
@@ -100,7 +87,7 @@ def curves_of(runs: Sequence[Run]) -> tuple[list[Curve], list[str]]:
 def load_curves(paths: Iterable[Path]) -> tuple[list[Curve], list[str]]:
     """Curves of run directories, compact files, or folders of them (runs need not be evaluated yet)."""
     runs = [
-        Run(path=run_path, manifest=_read_manifest(run_path), predictions={})
+        Run(path=run_path, record=load_record(run_path), predictions={})
         for path in paths
         for run_path in expand_run_paths(path)
     ]

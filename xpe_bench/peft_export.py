@@ -48,17 +48,17 @@ def export_prompt_adapter(run_dir: Path, out: Path, registry: Registry) -> Expor
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserInputError(f"--out: {out} already exists and is not an empty folder; choose a new one")
     store = RunStore(run_dir)
-    manifest = store.read_manifest()
-    if manifest is None or not store.has_state:
+    record = store.read_record()
+    if record is None or not store.has_state:
         raise UserInputError(f"export-peft: {run_dir} is not a finished run directory (no trained state)")
-    spec = registry.method(manifest["method"]["name"])
-    task = registry.task(manifest["task"]["name"])
-    backbone = load_backbone(manifest["backbone"]["name"], registry.backbones, cache_root())
-    if backbone.weights_sha256 != manifest["backbone"]["weights_sha256"]:
+    spec = registry.method(record.method.name)
+    task = registry.task(record.task.name)
+    backbone = load_backbone(record.backbone.name, registry.backbones, cache_root())
+    if backbone.weights_sha256 != record.backbone.weights_sha256:
         raise UserInputError(
             f"export-peft: backbone {backbone.name!r} now has other weights than the run was trained on"
         )
-    method = spec.create(manifest["method"]["options"])
+    method = spec.create(record.method.options)
     method.setup(backbone, task)
     prompt = getattr(getattr(method, "model", None), "prompt", None)
     if not isinstance(method, TorchMethod) or not isinstance(prompt, PromptModule):
@@ -94,8 +94,8 @@ def export_prompt_adapter(run_dir: Path, out: Path, registry: Registry) -> Expor
         "read_position": str(read_position),
         "labels": json.dumps(list(task.labels)),
         "text_prefix": backbone.text_prefix,
-        "max_length": str(manifest["budget"]["max_length"]),
-        "run_key": manifest["key"],
+        "max_length": str(record.budget.max_length),
+        "run_key": record.key,
         "layout": "dropout -> dense -> tanh -> dropout -> out_proj on last_hidden_state[:, read_position]",
     }
     save_file(head, str(out / HEAD_FILE), metadata=metadata)

@@ -6,8 +6,9 @@ evaluation checkpoint or the language being predicted.
 
 The run directory is used only under its lock. What is read back is validated first, and what is unusable
 is recovered, never silently: a corrupt predictions file is moved to ``quarantine/`` and re-predicted from the
-stored state; a corrupt state (or fit checkpoint) is quarantined and re-trained; a corrupt manifest is rebuilt
-from the state's metadata when the state is sound. A run whose training diverges ends in status ``failed``.
+stored state; a corrupt state (or fit checkpoint) is quarantined and re-trained; a corrupt run record
+(:mod:`xpe_bench.run_record`) is rebuilt from the state's metadata when the state is sound. A run whose
+training diverges ends in status ``failed``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,14 @@ from xpe_bench import distributed
 from xpe_bench.backbones import Backbone, load_backbone
 from xpe_bench.budgets import Budget, subset_indices
 from xpe_bench.checkpoint import CheckpointError
-from xpe_bench.convergence import assess
-from xpe_bench.errors import RunFailed, UserInputError
+from xpe_bench.errors import CorruptRunFile, RunFailed, UserInputError
 from xpe_bench.methods import FitContext, Method, MethodSpec, ProgressReporter, SilentProgress
 from xpe_bench.paths import cache_root, resolve_data_root, safe_name_part
 from xpe_bench.plugins import Registry
 from xpe_bench.provenance import git_commit, hardware, package_versions
 from xpe_bench.roles import ResolvedRole, resolve_roles
-from xpe_bench.store import MANIFEST_SCHEMA, CorruptRunFile, RunStore, config_key
+from xpe_bench.run_record import InitFromRecord, MethodRecord, RunRecord, config_key
+from xpe_bench.store import RunStore
 from xpe_bench.tasks import TaskData, TaskSpec
 from xpe_bench.training import checkpoint_step
 
@@ -101,18 +101,18 @@ class PreparedRun:
     def status(self) -> str:
         """The stored status (``absent`` when nothing is stored yet; ``unreadable`` for a corrupt record)."""
         try:
-            manifest = self.store.read_manifest()
+            record = self.store.read_record()
         except CorruptRunFile:
             return "unreadable"
-        if manifest is None:
+        if record is None:
             return "absent"
-        return str(manifest["status"]) if manifest["key"] == config_key(self.identity) else "foreign"
+        return record.status if record.key == config_key(self.identity) else "foreign"
 
 
 @dataclass
 class RunOutcome:
     store: RunStore
-    manifest: dict[str, Any]
+    record: RunRecord
     task: TaskSpec
     targets: list[str]
     metrics: dict[str, dict[str, float]]
@@ -131,8 +131,17 @@ class Reporters:
     """One-line notices: resuming, reusing, recovering a corrupt file."""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+@dataclass
+class _LiveRecord:
+    """The record of a run in progress. Every change is written at once, so the file always holds the latest
+    record, and a failure is recorded on top of everything recorded before it (timings, example counts)."""
+
+    store: RunStore
+    current: RunRecord
+
+    def write(self, record: RunRecord) -> None:
+        self.store.write_record(record)
+        self.current = record
 
 
 def _subset(data: TaskData, lang: str, split: str, wanted: int | None, budget: Budget) -> datasets.Dataset:
@@ -263,16 +272,16 @@ class Runner:
                 "--regime supervised needs --init-from RUN_DIR (a finished zero-shot-xlt run)"
             )
         source = RunStore(request.init_from)
-        manifest = source.read_manifest()
-        if manifest is None or not source.has_state:
+        record = source.read_record()
+        if record is None or not source.has_state:
             raise UserInputError(f"--init-from: {request.init_from} is not a finished run directory")
         problems = []
-        if manifest["regime"] != "zero-shot-xlt":
-            problems.append(f"its regime is {manifest['regime']}, not zero-shot-xlt")
-        if manifest["method"]["name"] != spec.name:
-            problems.append(f"it ran method {manifest['method']['name']}, not {spec.name}")
-        if manifest["task"]["name"] != task.name:
-            problems.append(f"it ran task {manifest['task']['name']}, not {task.name}")
+        if record.regime != "zero-shot-xlt":
+            problems.append(f"its regime is {record.regime}, not zero-shot-xlt")
+        if record.method.name != spec.name:
+            problems.append(f"it ran method {record.method.name}, not {spec.name}")
+        if record.task.name != task.name:
+            problems.append(f"it ran task {record.task.name}, not {task.name}")
         if problems:
             raise UserInputError(f"--init-from {request.init_from}: " + "; ".join(problems))
         if request.init_parts not in INIT_PARTS:
@@ -293,10 +302,10 @@ class Runner:
             if parts == "prompt":
                 state = carried
         return SourceStage(
-            key=manifest["key"],
+            key=record.key,
             path=str(request.init_from),
             parts=parts,
-            backbone_sha256=manifest["backbone"]["weights_sha256"],
+            backbone_sha256=record.backbone.weights_sha256,
             state=state,
         )
 
@@ -369,7 +378,7 @@ class Runner:
         holds it): reuse what is stored and sound, recover what is not, train and predict the rest."""
         request, task, spec, options = prepared.request, prepared.task, prepared.spec, prepared.options
         targets, init, data, budget = prepared.targets, prepared.init, prepared.data, request.budget
-        train, dev, backbone, identity = prepared.train, prepared.dev, prepared.backbone, prepared.identity
+        train, dev, backbone = prepared.train, prepared.dev, prepared.backbone
         store = prepared.store
         # Everything that can fail on bad input (the method's setup, the targets' test files) fails before
         # the run directory is created.
@@ -381,12 +390,8 @@ class Runner:
             removed = store.remove_temp_files()
             if removed:
                 self.reporters.note(f"removed {removed} temporary file(s) left by an interrupted write")
-            manifest, stored = self._open_record(
-                request, store, identity, task, spec, options, backbone, budget, init
-            )
-            manifest["method"]["parameters"] = method.parameter_report().to_dict()
-            if prepared.roles:  # where every learning rate came from, fallbacks included
-                manifest["method"]["roles"] = {name: role.to_dict() for name, role in prepared.roles.items()}
+            record, stored = self._open_record(prepared, method.parameter_report().to_dict())
+            live = _LiveRecord(store, record)
 
             reused_state = stored is not None
             try:
@@ -401,31 +406,28 @@ class Runner:
                 if stored is None:
                     if init is not None:
                         method.load_state_dict(method.state_dict() | init.state)
-                    self._fit(method, store, manifest, train, dev, budget, request.seed, prepared.roles)
-                manifest["data"]["files"] = dict(sorted(data.fingerprints.items()))
-                manifest["timings"]["backbone_load_seconds"] = prepared.backbone_seconds
+                    self._fit(method, live, train, dev, budget, request.seed, prepared.roles)
+                live.write(
+                    live.current.with_inputs(
+                        files=data.fingerprints, backbone_load_seconds=prepared.backbone_seconds
+                    )
+                )
 
                 already = set(self._valid_predictions(store, tests))
                 reused_languages = [lang for lang in targets if lang in already]
                 todo = {lang: test for lang, test in tests.items() if lang not in already}
-                self._predict(method, task, store, manifest, todo, budget)
+                self._predict(method, task, live, todo, budget)
             except RunFailed as exc:
-                manifest["status"] = "failed"
-                manifest["failure"] = {"error": str(exc), "at": _now()}
-                manifest["updated"] = _now()
-                store.write_manifest(manifest)
+                live.write(live.current.failed(str(exc)))
                 store.clear_fit_dir()
                 raise RunFailed(f"{exc} (status 'failed' recorded in {store.path})") from exc
 
             metrics_all = store.compute_metrics(task.num_labels)
             store.write_metrics(metrics_all)
-            manifest["targets"] = sorted(metrics_all)
-            manifest["status"] = "complete"
-            manifest["updated"] = _now()
-            store.write_manifest(manifest)
+            live.write(live.current.complete(list(metrics_all)))
             return RunOutcome(
                 store=store,
-                manifest=manifest,
+                record=live.current,
                 task=task,
                 targets=targets,
                 metrics={lang: metrics_all[lang] for lang in targets},
@@ -434,54 +436,42 @@ class Runner:
             )
 
     def _open_record(
-        self,
-        request: RunRequest,
-        store: RunStore,
-        identity: Mapping[str, Any],
-        task: TaskSpec,
-        spec: MethodSpec,
-        options: Mapping[str, Any],
-        backbone: Backbone,
-        budget: Budget,
-        init: SourceStage | None,
-    ) -> tuple[dict[str, Any], tuple[dict[str, torch.Tensor], dict[str, Any]] | None]:
-        """This configuration's manifest (stored, rebuilt or new, written) and its stored trained state."""
+        self, prepared: PreparedRun, parameters: Mapping[str, Any]
+    ) -> tuple[RunRecord, tuple[dict[str, torch.Tensor], dict[str, Any]] | None]:
+        """This configuration's record (stored, rebuilt or new), written with the method as this session runs
+        it (``parameters``: its parameter report), and its stored trained state."""
+        store, identity = prepared.store, prepared.identity
         try:
-            manifest = store.read_manifest()
+            record = store.read_record()
         except CorruptRunFile as exc:
             moved = store.quarantine(exc.path)
             self.reporters.note(f"{exc} — moved to {moved.relative_to(store.path)}; rebuilding the record")
-            manifest = None
-        if manifest is not None and manifest["key"] != config_key(identity):
+            record = None
+        if record is not None and record.key != config_key(identity):
             raise UserInputError(
-                f"{store.path} holds another configuration (key {manifest['key'][:12]}); refusing to "
+                f"{store.path} holds another configuration (key {record.key[:12]}); refusing to "
                 "overwrite it: move it away or use another --runs-dir"
             )
-        if manifest is not None and manifest["status"] == "failed":
+        if record is not None and record.failure is not None:
             raise RunFailed(
-                f"{store.path}: this configuration failed before "
-                f"({manifest.get('failure', {}).get('error')}); remove the directory to try again"
+                f"{store.path}: this configuration failed before ({record.failure.error}); remove the "
+                "directory to try again"
             )
         stored = self._stored_state(store, config_key(identity))
-        if manifest is not None:
-            # Same key, so the options differ at most by options added later at their old value
-            # (MethodSpec.added_later): the manifest names every option the run is scored under.
-            manifest["method"]["options"] = dict(options)
-            return manifest, stored
-        manifest = self._new_manifest(
-            request, identity, task, spec, options, backbone, budget, list(identity["sources"])
-        )
-        if init is not None:
-            manifest["init_from"] = {"key": init.key, "path": init.path, "parts": init.parts}
-        if stored is not None and stored[1] is None:
-            self._discard_state(store, "the trained state has no fit report to rebuild the record from")
-            stored = None
-        if stored is not None:
-            manifest["fit"] = stored[1]
-            manifest["status"] = "trained"
-            manifest["recovered"] = "the run record was rebuilt from the trained state; timings were lost"
-        store.write_manifest(manifest)
-        return manifest, stored
+        if record is None:
+            record = self._new_record(prepared)
+            if stored is not None and stored[1] is None:
+                self._discard_state(store, "the trained state has no fit report to rebuild the record from")
+                stored = None
+            if stored is not None:
+                record = record.rebuilt(stored[1])
+        # A stored record has the same key, so its options differ at most by options added later at their
+        # old value (MethodSpec.added_later): the record names every option the run is scored under.
+        # Where every learning rate came from, fallbacks included (methods that train nothing have no roles).
+        roles = {name: role.to_dict() for name, role in prepared.roles.items()} or None
+        record = record.with_method(options=prepared.options, parameters=parameters, roles=roles)
+        store.write_record(record)
+        return record, stored
 
     def _stored_state(
         self, store: RunStore, key: str
@@ -522,61 +512,42 @@ class Runner:
             valid.append(lang)
         return valid
 
-    def _new_manifest(
-        self,
-        request: RunRequest,
-        identity: Mapping[str, Any],
-        task: TaskSpec,
-        spec: MethodSpec,
-        options: Mapping[str, Any],
-        backbone: Backbone,
-        budget: Budget,
-        sources: list[str],
-    ) -> dict[str, Any]:
-        return {
-            "schema": MANIFEST_SCHEMA,
-            "key": config_key(identity),
-            "status": "created",
-            "created": _now(),
-            "updated": _now(),
-            "identity": dict(identity),
-            "task": task.describe(),
-            "method": {"name": spec.name, "version": spec.version, "options": dict(options)},
-            "backbone": backbone.describe(),
-            "budget": budget.to_dict() | {"fingerprint": budget.fingerprint},
-            "seed": request.seed,
-            "regime": request.regime,
-            "sources": sources,
-            "targets": [],
-            "data": {
-                "train_examples": None,
-                "train_ids_sha256": identity["train_ids_sha256"],
-                "dev_ids_sha256": identity["dev_ids_sha256"],
-                "files": {},
-            },
-            "fit": None,
-            "timings": {"train_seconds": 0.0, "eval_seconds": 0.0},
-            "versions": package_versions(),
-            "git": git_commit(),
-            "hardware": hardware(),
-            "command": sys.argv,
-        }
+    def _new_record(self, prepared: PreparedRun) -> RunRecord:
+        """A new record (status ``created``) for the prepared configuration."""
+        request, identity, init = prepared.request, prepared.identity, prepared.init
+        spec, budget = prepared.spec, request.budget
+        return RunRecord.create(
+            identity=identity,
+            task=prepared.task.describe(),
+            method=MethodRecord(name=spec.name, version=spec.version, options=prepared.options),
+            backbone=prepared.backbone.describe(),
+            budget=budget.to_dict() | {"fingerprint": budget.fingerprint},
+            seed=request.seed,
+            regime=request.regime,
+            sources=prepared.sources,
+            train_ids_sha256=identity["train_ids_sha256"],
+            dev_ids_sha256=identity["dev_ids_sha256"],
+            versions=package_versions(),
+            git=git_commit(),
+            hardware=hardware(),
+            command=sys.argv,
+            init_from=None
+            if init is None
+            else InitFromRecord(key=init.key, path=init.path, parts=init.parts),
+        )
 
     def _fit(
         self,
         method: Method,
-        store: RunStore,
-        manifest: dict[str, Any],
+        live: _LiveRecord,
         train: datasets.Dataset,
         dev: datasets.Dataset,
         budget: Budget,
         seed: int,
         roles: dict[str, ResolvedRole],
     ) -> None:
-        manifest["status"] = "training"
-        manifest["data"]["train_examples"] = len(train)
-        manifest["data"]["dev_examples"] = len(dev)
-        store.write_manifest(manifest)
+        store = live.store
+        live.write(live.current.training(train_examples=len(train), dev_examples=len(dev)))
         for pickled in sorted(store.fit_dir.glob("*.pt")):  # pickle checkpoints of earlier releases
             moved = store.quarantine(pickled)
             self.reporters.note(
@@ -595,22 +566,17 @@ class Runner:
             self.reporters.note(f"{exc} — moved to {moved.relative_to(store.path)}; training from step 0")
             context = FitContext(train, dev, budget, seed, store.fit_dir, self.reporters.train, roles or None)
             report = method.fit(context)
-        manifest["timings"]["train_seconds"] += time.perf_counter() - started
-        manifest["fit"] = report
-        manifest["convergence"] = assess(report).to_dict()
+        seconds = time.perf_counter() - started
         fit_json = json.dumps(report, allow_nan=False, sort_keys=True)
-        store.save_state(method.state_dict(), {"run_key": manifest["key"], "fit": fit_json})
+        store.save_state(method.state_dict(), {"run_key": live.current.key, "fit": fit_json})
         store.clear_fit_dir()
-        manifest["status"] = "trained"
-        manifest["updated"] = _now()
-        store.write_manifest(manifest)
+        live.write(live.current.trained(report, seconds=seconds))
 
     def _predict(
         self,
         method: Method,
         task: TaskSpec,
-        store: RunStore,
-        manifest: dict[str, Any],
+        live: _LiveRecord,
         tests: Mapping[str, datasets.Dataset],
         budget: Budget,
     ) -> None:
@@ -623,9 +589,8 @@ class Runner:
             allowed = task.allowed_label_mask(lang)
             if allowed is not None:  # labels_per_language: only the language's own labels can be predicted
                 scores = np.where(allowed, scores, -np.inf)
-            store.write_predictions(lang, test["id"], test["label"], scores)
-            manifest["timings"]["eval_seconds"] += time.perf_counter() - started
-            manifest["status"] = "evaluating"
-            store.write_manifest(manifest)  # an interruption keeps the time spent so far
+            live.store.write_predictions(lang, test["id"], test["label"], scores)
+            # Written per language: an interruption keeps the time spent so far.
+            live.write(live.current.evaluating(seconds=time.perf_counter() - started))
             self.reporters.evaluate.advance(len(test), lang=lang)
         self.reporters.evaluate.finish()

@@ -2,7 +2,8 @@
 
 Layout of a run directory::
 
-    manifest.json            config, budget, seed, hashes, versions, hardware, timings, status
+    manifest.json            the run record (:mod:`xpe_bench.run_record`): config, budget, seed, hashes,
+                             versions, hardware, timings, status
     state.safetensors        the trained state (trainable tensors only; the fit report in its metadata)
     fit/                     training checkpoints while a fit is in progress (removed when it finishes)
     predictions/<lang>.jsonl one line per test item: id, gold, pred, scores (and tied, for a tie at the top)
@@ -22,7 +23,6 @@ lock (:meth:`RunStore.locked`): a second identical run reports who holds it inst
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -37,8 +37,9 @@ import numpy as np
 from filelock import FileLock, Timeout
 from safetensors import SafetensorError
 
-from xpe_bench.errors import UserInputError
+from xpe_bench.errors import CorruptRunFile
 from xpe_bench.metrics import ABSTAIN, abstained, language_metrics, tied_labels
+from xpe_bench.run_record import RunRecord, canonical_json, config_key
 
 if TYPE_CHECKING:
     import torch
@@ -52,28 +53,10 @@ LOCK = "run.lock"
 OWNER = "run.owner.json"
 QUARANTINE = "quarantine"
 TEMP_SUFFIX = ".tmp"
-MANIFEST_SCHEMA = 1
-STATUSES = ("created", "training", "trained", "evaluating", "complete", "failed")
-
-
-class CorruptRunFile(UserInputError):
-    """A file of a run directory that cannot be used: unparsable, truncated, or not this run's."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
 
 
 class RunLocked(Exception):
     """Another live process holds the run directory's lock."""
-
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def config_key(identity: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -182,35 +165,14 @@ class RunStore:
         os.replace(path, target)
         return target
 
-    # manifest -----------------------------------------------------------------------------------------
-    def read_manifest(self) -> dict[str, Any] | None:
-        """The manifest, or ``None`` if there is none yet; :class:`CorruptRunFile` if it is unusable."""
+    # run record ---------------------------------------------------------------------------------------
+    def read_record(self) -> RunRecord | None:
+        """The run record, or ``None`` if there is none yet; :class:`CorruptRunFile` if it is unusable."""
         path = self.path / MANIFEST
-        if not path.exists():
-            return None
-        manifest = _read_json(path)
-        if not isinstance(manifest, dict):
-            raise CorruptRunFile(path, "not a run manifest (not a JSON object)")
-        if manifest.get("schema") != MANIFEST_SCHEMA:
-            raise CorruptRunFile(
-                path,
-                f"unknown manifest schema {manifest.get('schema')!r}; this version reads {MANIFEST_SCHEMA}",
-            )
-        problems = [
-            name
-            for name, kind in (("key", str), ("status", str), ("identity", dict), ("task", dict))
-            if not isinstance(manifest.get(name), kind)
-        ]
-        if problems:
-            raise CorruptRunFile(path, f"not a run manifest (missing or malformed: {', '.join(problems)})")
-        if manifest["status"] not in STATUSES:
-            raise CorruptRunFile(path, f"unknown status {manifest['status']!r}; valid: {', '.join(STATUSES)}")
-        if config_key(manifest["identity"]) != manifest["key"]:
-            raise CorruptRunFile(path, "its key does not match its identity (edited or corrupt)")
-        return manifest
+        return RunRecord.from_dict(_read_json(path), path) if path.exists() else None
 
-    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        atomic_write_json(self.path / MANIFEST, dict(manifest))
+    def write_record(self, record: RunRecord) -> None:
+        atomic_write_json(self.path / MANIFEST, record.to_dict())
 
     # trained state ------------------------------------------------------------------------------------
     @property
