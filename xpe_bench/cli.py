@@ -408,14 +408,7 @@ def languages(
         ]
         emit(console, rows, fmt, f"{task} language groups", ["group", "languages", "description"])
         return
-    codes = table.resolve(group, option="--group") if group else list(table.languages)
-    if joshi is not None:
-        valid = [str(k) for k in range(6)] + ["unclassified"]
-        if joshi not in valid:
-            raise UserInputError(f"--joshi: {joshi!r}; valid: {', '.join(valid)}")
-        wanted = "unclassified" if joshi == "unclassified" else f"joshi-{joshi}"
-        codes = [code for code in codes if table[code].joshi_label == wanted]
-    rows = [table[code].to_dict() for code in codes]
+    rows = [table[code].to_dict() for code in table.select(group, joshi)]
     columns = ["code", "name", "joshi_class", "family", "script", "region", "cc100", "low_performing"]
     emit(console, rows, fmt, f"{task}: {len(rows)} languages", columns)
 

@@ -216,5 +216,17 @@ class LanguageTable:
                 )
         return list(dict.fromkeys(codes))
 
+    def select(self, group: str | None = None, joshi: str | None = None) -> list[str]:
+        """The codes of ``group`` (a group name or comma list, as :meth:`resolve`; default: all) in one Joshi
+        class (``"0"``-``"5"`` or ``"unclassified"``; default: any)."""
+        codes = self.resolve(group, option="--group") if group else list(self.languages)
+        if joshi is None:
+            return codes
+        valid = [str(k) for k in JOSHI_CLASSES] + [UNCLASSIFIED]
+        if joshi not in valid:
+            raise UserInputError(f"--joshi: {joshi!r}; valid: {', '.join(valid)}")
+        wanted = UNCLASSIFIED if joshi == UNCLASSIFIED else f"joshi-{joshi}"
+        return [code for code in codes if self.languages[code].joshi_label == wanted]
+
     def group_of(self, code: str) -> str:
         return self.languages[code].joshi_label
