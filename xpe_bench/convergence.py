@@ -112,6 +112,13 @@ def describe_rule() -> str:
     )
 
 
+def selection_rank(point: Mapping[str, Any]) -> tuple[float, float]:
+    """How best-dev selection ranks evaluations: higher dev accuracy, then lower dev loss; the earlier of
+    equals wins (training keeps a new best only when it ranks strictly higher, and ``max`` keeps the first).
+    One definition for the training loop and for the verdicts that predict its choice."""
+    return (point["dev_accuracy"], -point["dev_loss"])
+
+
 def _dev_points(history: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [h for h in history if h.get("dev_accuracy") is not None and h.get("dev_loss") is not None]
 
@@ -125,7 +132,7 @@ def assess(fit: Mapping[str, Any] | None) -> Convergence:
     final_train_loss = history[-1].get("train_loss") if history else None
     if not points:
         return Convergence("not converged", "no dev evaluation recorded", final_train_loss=final_train_loss)
-    best = max(points, key=lambda h: (h["dev_accuracy"], -h["dev_loss"]))
+    best = max(points, key=selection_rank)
     selected_step = fit.get("selected_step", points[-1]["step"])
     selected = next((h for h in points if h["step"] == selected_step), points[-1])
     known = Convergence(
@@ -177,7 +184,7 @@ def assess_prefix(
     points = [h for h in _dev_points(history) if h["step"] <= step]
     if not points:
         return assess({"history": []})
-    best = max(points, key=lambda h: (h["dev_accuracy"], -h["dev_loss"]))
+    best = max(points, key=selection_rank)
     return assess({"history": points, "selected_step": best["step"] if select_best else points[-1]["step"]})
 
 

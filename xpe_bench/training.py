@@ -31,6 +31,7 @@ from transformers.optimization import Adafactor
 from xpe_bench import distributed
 from xpe_bench.budgets import Budget
 from xpe_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from xpe_bench.convergence import selection_rank
 from xpe_bench.errors import RunFailed
 from xpe_bench.methods import ProgressReporter
 from xpe_bench.roles import BUILTIN_ROLES, ResolvedRole, resolve_roles
@@ -356,10 +357,7 @@ def fit(
             state["history"].append(record)
             progress.advance(0, loss=running_loss, **{f"dev_{k}": v for k, v in metrics.items()})
             if metrics:
-                improved = state["best"] is None or (metrics["accuracy"], -metrics["loss"]) > (
-                    state["best"]["dev_accuracy"],
-                    -state["best"]["dev_loss"],
-                )
+                improved = state["best"] is None or selection_rank(record) > selection_rank(state["best"])
                 if improved:
                     state["best"] = record
                     state["best_state"] = trainable_state(model) if budget.select_best else None
