@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -21,6 +25,22 @@ def test_paper_budget_is_the_published_recipe():
     assert paper.learning_rates["prompt"] == 5e-3 and paper.learning_rates["head"] == 5e-5
     assert paper.warmup_ratio == 0.1 and paper.grad_clip == 1.0
     assert paper.early_stopping_patience == 20 and paper.early_stopping_after == 0.5
+
+
+CURVES = Path(__file__).resolve().parents[1] / "benchmarks" / "curves"
+
+
+def test_standard_is_the_learning_curves_recipe_stopped_where_every_curve_converged():
+    """`standard` must stay what docs/budgets.md says it is: the curves' recipe, cut at the committed curves'
+    common convergence step, so that its runs are exact prefixes of the curves (constant LR, warm-up in
+    steps). Regenerated curves that move the step fail this until the preset follows them."""
+    standard, curves = load_budget("standard"), load_budget(str(CURVES / "curves.toml"))
+    measured = json.loads((CURVES / "sib200-curves.json").read_text(encoding="utf-8"))
+    assert standard.max_steps == measured["common_converged_from"]
+    assert standard.schedule == "constant" and standard.warmup_steps is not None
+    assert standard.train_per_lang is None and standard.dev_per_lang is None  # all the data
+    cut = replace(curves, name=standard.name, description=standard.description, max_steps=standard.max_steps)
+    assert cut.to_dict() == standard.to_dict()
 
 
 def test_overrides_rename_and_change_fingerprint():

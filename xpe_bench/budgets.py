@@ -259,8 +259,8 @@ def preset_names() -> list[str]:
 
 
 def load_budget(name_or_file: str) -> Budget:
-    """A preset by name (:func:`preset_names`: ``smoke``, ``quick``, ``paper``, ``paper-target``) or a TOML
-    file with the same fields."""
+    """A preset by name (:func:`preset_names`: ``smoke``, ``quick``, ``standard``, ``paper``,
+    ``paper-target``) or a TOML file with the same fields."""
     path = Path(name_or_file)
     if path.suffix == ".toml" or path.is_file():
         if not path.is_file():

@@ -78,7 +78,7 @@ def run(
     sources: Annotated[str | None, typer.Option(help="training languages: group or comma list")] = None,
     targets: Annotated[str | None, typer.Option(help="evaluation languages: group or comma list")] = None,
     budget: Annotated[
-        str, typer.Option(help="preset (smoke, quick, paper, paper-target) or a budget .toml file")
+        str, typer.Option(help="preset (smoke, quick, standard, paper, paper-target) or a budget .toml file")
     ] = "quick",
     seed: Annotated[str, typer.Option(help="seed, or comma list of seeds (one run each)")] = "1",
     runs_dir: Annotated[Path, typer.Option(help="where run directories are stored")] = Path("runs"),
