@@ -3,12 +3,16 @@
 # (one job at a time: the runs share 2 CPU cores), waits, collects the compact results into
 # leaderboards/results/ and regenerates the board. Resumable: finished runs are skipped, an interrupted one
 # continues from its last checkpoint, so after an interruption run the same command again.
-#   benchmarks/experiments/reproduce.sh sib200-joshi5 | nusax-senti | afrisenti
+#   benchmarks/experiments/reproduce.sh sib200-joshi5-standard | sib200-enarzho-standard | sib200-joshi5 |
+#     nusax-senti | afrisenti
+# (the *-standard studies run at the converged budget; the others are the earlier `quick` boards.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-name=${1:?usage: reproduce.sh sib200-joshi5|nusax-senti|afrisenti}
+name=${1:?usage: reproduce.sh sib200-joshi5-standard|sib200-enarzho-standard|sib200-joshi5|nusax-senti|afrisenti}
 sweep=benchmarks/experiments/$name.toml
 case $name in
+  sib200-joshi5-standard) board=sib200-me5-small-joshi5-standard ;;
+  sib200-enarzho-standard) board=sib200-me5-small-enarzho-standard ;;
   sib200-joshi5) board=sib200-me5-small-joshi5 ;;
   nusax-senti) board=nusax-senti-me5-small-high ;;
   afrisenti) board=afrisenti-me5-small-seen ;;
@@ -19,7 +23,7 @@ out=leaderboards/results/$board
 xpe-bench sweep submit "$sweep" --launcher local --max-parallel 1 --wait
 xpe-bench sweep collect "$sweep" --out "$out"
 case $name in
-  sib200-joshi5)
+  sib200-*)
     xpe-bench leaderboard "$out" --reference spt --published sib200-paper-gpt-accuracy.csv \
       --out "leaderboards/$board.md" ;;
   nusax-senti)
