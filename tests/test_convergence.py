@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from xpe_bench.budgets import load_budget
 from xpe_bench.cli import app
 from xpe_bench.comparison import load_run
 from xpe_bench.convergence import Summary, assess
+from xpe_bench.curves import load_curves, prefix_departures, prefix_key
 from xpe_bench.leaderboard import write_leaderboard
 from xpe_bench.runner import Runner, RunRequest
 from xpe_bench.store import RunStore
@@ -30,7 +32,7 @@ def curve(accuracies: list[float], losses: list[float], *, every: int = 50, **fi
         {"step": every * (i + 1), "train_loss": loss + 0.05, "dev_accuracy": acc, "dev_loss": loss}
         for i, (acc, loss) in enumerate(zip(accuracies, losses, strict=True))
     ]
-    best = max(history, key=lambda h: (h["dev_accuracy"], -h["dev_loss"]))
+    best = max(history, key=convergence.selection_rank)
     return {"history": history, "selected_step": best["step"], **fit}
 
 
@@ -330,6 +332,31 @@ def test_curves_read_the_smallest_converging_budget_off_prefix_exact_runs(tmp_pa
         encoding="utf-8"
     )
     assert json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["common_converged_from"] is None
+
+
+def test_a_run_of_a_budget_cut_from_a_curve_must_be_its_prefix(tmp_path):
+    recipe = {"schedule": "constant", "warmup_steps": 100, "select_best": True}
+    accuracies, losses = [0.3, 0.5, 0.7, 0.8, 0.81, 0.80, 0.81, 0.80], [1.8, 1.2, 0.8, 0.6] + [0.58] * 4
+    whole = curve(accuracies, losses)
+    write_run(tmp_path / "curves", "spt", 1, whole, {**recipe, "max_steps": 400})
+    (long,), _ = load_curves([tmp_path / "curves"])
+    cut = curve(accuracies[:6], losses[:6])
+    write_run(tmp_path / "runs", "spt", 1, cut, {**recipe, "max_steps": 300})
+    (short,), _ = load_curves([tmp_path / "runs"])
+    assert prefix_key(short) == prefix_key(long) and prefix_departures(short, long) == []
+    # one evaluation off in the last digit, or a checkpoint other than the curve's best up to 300 steps
+    nudged = [dict(point) for point in cut["history"]]
+    nudged[3]["dev_loss"] += 1e-6
+    assert prefix_departures(replace(short, history=tuple(nudged)), long) == [
+        "dev curves differ from evaluation 4 (6 vs 6 points)"
+    ]
+    write_run(tmp_path / "other", "spt", 1, {**cut, "selected_step": 100}, {**recipe, "max_steps": 300})
+    (wrong,), _ = load_curves([tmp_path / "other"])
+    assert prefix_departures(wrong, long) == [
+        "verdict converged at step 100, the curve predicts converged at step 250"
+    ]
+    write_run(tmp_path / "seed2", "spt", 2, cut, {**recipe, "max_steps": 300})
+    assert prefix_key(load_curves([tmp_path / "seed2"])[0][0]) != prefix_key(long)
 
 
 def test_curves_command_rejects_bad_input(tmp_path):

@@ -69,6 +69,39 @@ def common_converged_from(curves: Sequence[Curve]) -> int | None:
     return max(step for step in steps if step is not None)
 
 
+def prefix_key(curve: Curve) -> tuple[object, ...]:
+    """What a run must share with a curve, besides the recipe, to be that curve's prefix: the task, the
+    method and its options, the seed, the backbone and the exact training and dev examples."""
+    record = curve.run.record
+    options = json.dumps(dict(record.method.options), sort_keys=True, default=str)
+    data = (record.data.train_ids_sha256, record.data.dev_ids_sha256)
+    return (record.task.name, record.method.name, options, record.seed, record.backbone.name, data)
+
+
+def prefix_departures(run: Curve, curve: Curve) -> list[str]:
+    """How ``run`` departs from the first ``max_steps`` steps of the prefix-exact ``curve`` of the same
+    :func:`prefix_key` (an empty list: it is that prefix): every evaluation's step, dev accuracy, dev loss
+    and train loss must be equal, and its selected checkpoint and verdict those :func:`assess_prefix`
+    predicts from the curve. A budget read off learning curves is trusted because this holds."""
+    steps = int(run.run.record.budget.settings["max_steps"])
+    fields = ("step", "dev_accuracy", "dev_loss", "train_loss")
+    got = [tuple(point.get(name) for name in fields) for point in run.history]
+    want = [tuple(point.get(name) for name in fields) for point in curve.history if point["step"] <= steps]
+    problems = []
+    if got != want:
+        pairs = enumerate(zip(got, want, strict=False))
+        first = next((i for i, (a, b) in pairs if a != b), min(len(got), len(want)))
+        problems.append(f"dev curves differ from evaluation {first + 1} ({len(got)} vs {len(want)} points)")
+    predicted = assess_prefix(curve.history, steps, select_best=curve.select_best)
+    verdict = run.convergence
+    if (verdict.status, verdict.selected_step) != (predicted.status, predicted.selected_step):
+        problems.append(
+            f"verdict {verdict.status} at step {verdict.selected_step}, the curve predicts "
+            f"{predicted.status} at step {predicted.selected_step}"
+        )
+    return problems
+
+
 def curves_of(runs: Sequence[Run]) -> tuple[list[Curve], list[str]]:
     """The curves of the trained runs among ``runs`` (grouped and labelled as systems) and the names of the
     runs left out because they trained nothing or recorded no dev curve."""
