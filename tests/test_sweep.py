@@ -262,11 +262,16 @@ def test_a_supervised_entry_waits_for_its_source_stage(registry, tmp_path):
 
 @pytest.mark.data
 def test_cancel_ends_a_live_local_job(registry, tmp_path):
-    """A job far too long to finish by itself is stopped within seconds once its task is training."""
+    """A job far too long to finish by itself is stopped within seconds once its task is training, also
+    when it was submitted by a process that ignores SIGINT (``nohup … &`` in a script does)."""
     path = _sweep_file(tmp_path, tmp_path / "runs")
     budget = tmp_path / "sweep-test.toml"
     budget.write_text(BUDGET.replace("max_steps = 40", "max_steps = 1000000"))
-    result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "local"])
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "local"])
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     assert result.exit_code == 0, result.output
     (record,) = [json.loads(line) for line in (load_sweep(path).folder / "submissions.jsonl").open()]
     try:

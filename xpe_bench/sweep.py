@@ -459,6 +459,10 @@ def submit(
     return records
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def _detached_controllers(log: Path) -> Iterator[None]:
     """Start submitit's local job controllers in a session of their own, writing to ``log``.
@@ -466,12 +470,22 @@ def _detached_controllers(log: Path) -> Iterator[None]:
     submitit starts a local controller with the submitting process's terminal as its output and in its
     process group: a pipe (``submit | tee``) would stay open until the jobs end, and closing the terminal or
     Ctrl-C would end the jobs too. Local jobs are meant to outlive ``submit``, like SLURM's.
+
+    SIGINT is reset to its default in the controller: ``sweep cancel`` stops a local job with it (as
+    submitit's own cancel does), and a process started in the background of a non-interactive shell
+    (``nohup xpe-bench sweep submit … &``, the way a long sweep is left running) ignores SIGINT and would
+    pass that on to the controller and its tasks, which then could not be cancelled.
     """
     import submitit.local.local as local
 
     handle = log.open("a", encoding="utf-8")
     detached = functools.partial(
-        subprocess.Popen, start_new_session=True, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle
+        subprocess.Popen,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
+        stdin=subprocess.DEVNULL,
+        stdout=handle,
+        stderr=handle,
     )
 
     class _Subprocess:  # submitit's module sees this instead of `subprocess` (and nothing else does)
