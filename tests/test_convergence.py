@@ -355,6 +355,15 @@ def test_a_run_of_a_budget_cut_from_a_curve_must_be_its_prefix(tmp_path):
     assert prefix_departures(wrong, long) == [
         "verdict converged at step 100, the curve predicts converged at step 250"
     ]
+    # the running train loss must agree too, unless either side was resumed (which restarted it)
+    drifted = [{**point, "train_loss": point["train_loss"] + 0.01} for point in cut["history"]]
+    write_run(tmp_path / "drifted", "spt", 1, {**cut, "history": drifted}, {**recipe, "max_steps": 300})
+    (drifting,), _ = load_curves([tmp_path / "drifted"])
+    assert prefix_departures(drifting, long) == ["dev curves differ from evaluation 1 (6 vs 6 points)"]
+    resumed = {**cut, "history": drifted, "resumed_from_step": 150}
+    write_run(tmp_path / "resumed", "spt", 1, resumed, {**recipe, "max_steps": 300})
+    (resumed_run,), _ = load_curves([tmp_path / "resumed"])
+    assert prefix_departures(resumed_run, long) == []
     write_run(tmp_path / "seed2", "spt", 2, cut, {**recipe, "max_steps": 300})
     assert prefix_key(load_curves([tmp_path / "seed2"])[0][0]) != prefix_key(long)
 

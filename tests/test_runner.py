@@ -95,6 +95,8 @@ def test_interrupted_training_resumes_to_the_same_result(registry, tmp_path, mon
     for key in ref_state:
         assert torch.equal(ref_state[key], new_state[key]), key
     assert resumed.metrics == reference.metrics
+    # the whole dev curve, the running training loss included, continues as if never interrupted
+    assert resumed.record.fit["history"] == reference.record.fit["history"]
 
 
 def test_reloaded_state_repredicts_stored_predictions_exactly(registry, tmp_path):

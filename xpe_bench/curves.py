@@ -78,13 +78,22 @@ def prefix_key(curve: Curve) -> tuple[object, ...]:
     return (record.task.name, record.method.name, options, record.seed, record.backbone.name, data)
 
 
+def _resumed(curve: Curve) -> bool:
+    return bool((curve.run.record.fit or {}).get("resumed_from_step"))
+
+
 def prefix_departures(run: Curve, curve: Curve) -> list[str]:
     """How ``run`` departs from the first ``max_steps`` steps of the prefix-exact ``curve`` of the same
     :func:`prefix_key` (an empty list: it is that prefix): every evaluation's step, dev accuracy, dev loss
     and train loss must be equal, and its selected checkpoint and verdict those :func:`assess_prefix`
-    predicts from the curve. A budget read off learning curves is trusted because this holds."""
+    predicts from the curve. A budget read off learning curves is trusted because this holds.
+
+    The train loss is the loop's running average, a progress figure rather than the model's state. Runs
+    resumed before the loop checkpointed it restarted it from zero, so where either side was resumed it is
+    left out; the dev evaluations, computed from the weights, must still agree bit for bit."""
     steps = int(run.run.record.budget.settings["max_steps"])
-    fields = ("step", "dev_accuracy", "dev_loss", "train_loss")
+    resumed = _resumed(run) or _resumed(curve)
+    fields = ("step", "dev_accuracy", "dev_loss") + (() if resumed else ("train_loss",))
     got = [tuple(point.get(name) for name in fields) for point in run.history]
     want = [tuple(point.get(name) for name in fields) for point in curve.history if point["step"] <= steps]
     problems = []

@@ -300,7 +300,14 @@ def fit(
     device = model_device(model)
     trainable = [p for group in parameter_groups.values() for p in group if p.requires_grad]
 
-    state: dict[str, Any] = {"step": 0, "history": [], "best": None, "best_state": None, "bad_evals": 0}
+    state: dict[str, Any] = {
+        "step": 0,
+        "history": [],
+        "best": None,
+        "best_state": None,
+        "bad_evals": 0,
+        "running_loss": 0.0,
+    }
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = workdir / CHECKPOINT_NAME
     if checkpoint.exists():
@@ -309,7 +316,8 @@ def fit(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
-        state = saved["loop"]
+        # Checkpoints written before the running loss was saved lack it: a resumed run then restarts it.
+        state = {"running_loss": 0.0, **saved["loop"]}
     resumed_from = state["step"]
 
     batches = epoch_batches(train.lengths, budget.batch_size, seed)
@@ -321,7 +329,6 @@ def fit(
     progress.advance(state["step"])
     started = time.perf_counter()
     stopped_early_at: int | None = None
-    running_loss = 0.0
     parallel = distributed.world()[1] > 1
     while state["step"] < total_steps:
         batch = next(batches)
@@ -344,7 +351,8 @@ def fit(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] += 1
-        running_loss = 0.9 * running_loss + 0.1 * loss_value if state["step"] > 1 else loss_value
+        running_loss = 0.9 * state["running_loss"] + 0.1 * loss_value if state["step"] > 1 else loss_value
+        state["running_loss"] = running_loss  # checkpointed with the loop, so a resumed run continues it
         progress.advance(1, loss=running_loss)
         if state["step"] % eval_every == 0 or state["step"] == total_steps:
             metrics = evaluate(model, dev, pad_id=pad_id, budget=budget) if len(dev) else {}
