@@ -929,6 +929,7 @@ def render(r: dict[str, Any]) -> str:
         "",
     ]
     out += _targets_section(r, runs, peaks)
+    out += _levers_section()
     if "accuracy" in r:
         out += _accuracy_section(r["accuracy"])
     out += _train_section(runs, peaks)
@@ -946,6 +947,16 @@ def render(r: dict[str, Any]) -> str:
         out += _profile_section(r["profile"])
     out += _flops_section()
     return "\n".join(out) + "\n"
+
+
+def _levers_section() -> list[str]:
+    """The converged preset's speed levers (``benchmarks/levers.py``, its own run), once measured."""
+    path = HERE / "RESULTS-levers.json"
+    if not path.exists():
+        return []
+    import levers
+
+    return [f"## {levers.TITLE}", "", *levers.render_body(json.loads(path.read_text()))]
 
 
 @dataclass(frozen=True)
