@@ -1,6 +1,6 @@
 """Check that runs of a budget cut from the learning curves are those curves' prefixes (docs/budgets.md).
 
-    python benchmarks/curves/check_prefix.py RUNS... [--curves benchmarks/curves/results]
+    python benchmarks/curves/check_prefix.py RUNS... [--curves FOLDER...]   (default: benchmarks/curves/results/*)
 
 `standard` differs from the curves' recipe only in ``max_steps`` (a constant learning rate after a warm-up in
 steps), so a run at it must reproduce, evaluation for evaluation, the first ``max_steps`` steps of the curve
@@ -23,9 +23,12 @@ HERE = Path(__file__).resolve().parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--curves", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--curves", type=Path, nargs="+", help="folders of curve runs (default: every task's under results/)"
+    )
     args = parser.parse_args(argv)
-    curves = {prefix_key(curve): curve for curve in load_curves([args.curves])[0]}
+    folders = args.curves or sorted(path for path in (HERE / "results").iterdir() if path.is_dir())
+    curves = {prefix_key(curve): curve for curve in load_curves(folders)[0]}
     failed = checked = 0
     for run in load_curves(args.runs)[0]:
         curve = curves.get(prefix_key(run))

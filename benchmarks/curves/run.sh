@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Learning curves behind the choice of a converged CPU budget (issue #12): the sweep in sweep.toml with the
-# local launcher (one job at a time), then the compact results into benchmarks/curves/results/ and the curves
-# (PNG + Markdown + JSON) into benchmarks/curves/sib200-curves.*. About an hour per run on a quiet 2-core
-# machine; resumable: every run checkpoints at each evaluation, so after an interruption run this again.
+# Learning curves behind the converged CPU budget `standard` (docs/budgets.md): the sweep TASK.toml with the
+# local launcher (one job at a time), then the compact results into benchmarks/curves/results/TASK/ and the
+# curves (PNG + Markdown + JSON) into benchmarks/curves/TASK-curves.*. About 30-60 min per run on a quiet
+# 2-core machine; resumable: every run checkpoints at each evaluation, so after an interruption run this again.
+#   bash benchmarks/curves/run.sh [sib200|nusax-senti]      (default sib200)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-xpe-bench sweep submit benchmarks/curves/sweep.toml --launcher local --max-parallel 1 --wait
-xpe-bench sweep collect benchmarks/curves/sweep.toml --out benchmarks/curves/results
-xpe-bench curves benchmarks/curves/results --out benchmarks/curves/sib200-curves.png
+task=${1:-sib200}
+sweep=benchmarks/curves/$task.toml
+[[ -f $sweep ]] || { echo "no curves sweep for '$task': use sib200 or nusax-senti" >&2; exit 2; }
+xpe-bench sweep submit "$sweep" --launcher local --max-parallel 1 --wait
+xpe-bench sweep collect "$sweep" --out "benchmarks/curves/results/$task"
+xpe-bench curves "benchmarks/curves/results/$task" --out "benchmarks/curves/$task-curves.png"
