@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 from typer.testing import CliRunner
 
+from xpe_bench import cli
 from xpe_bench.cli import app
 
 runner = CliRunner()
@@ -36,6 +38,18 @@ def test_every_command_has_help():
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage" in result.output
+
+
+def test_run_help_names_every_budget_preset():
+    """The --budget help lists the presets by hand (listing them at start-up would import numpy)."""
+    from xpe_bench.budgets import preset_names
+
+    option = typing.get_type_hints(cli.run, include_extras=True)["budget"].__metadata__[0]
+    assert option.help.startswith(f"preset ({', '.join(sorted(preset_names(), key=PRESET_ORDER.index))})")
+
+
+PRESET_ORDER = ["smoke", "quick", "standard", "paper", "paper-target"]
+"""The order the help gives them in: by cost."""
 
 
 def test_low_performing_lists_exactly_46():

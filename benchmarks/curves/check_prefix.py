@@ -1,6 +1,6 @@
 """Check that runs of a budget cut from the learning curves are those curves' prefixes (docs/budgets.md).
 
-    python benchmarks/curves/check_prefix.py RUNS... [--curves FOLDER...]   (default: benchmarks/curves/results/*)
+    python benchmarks/curves/check_prefix.py RUNS... [--curves FOLDER...]   (default: results/* beside it)
 
 `standard` differs from the curves' recipe only in ``max_steps`` (a constant learning rate after a warm-up in
 steps), so a run at it must reproduce, evaluation for evaluation, the first ``max_steps`` steps of the curve
