@@ -17,7 +17,16 @@ from typer.testing import CliRunner
 from xpe_bench.cli import app
 from xpe_bench.errors import UserInputError
 from xpe_bench.runner import Runner
-from xpe_bench.sweep import Entry, job_state, load_sweep, pack, plan, submit
+from xpe_bench.sweep import (
+    Entry,
+    PlannedRun,
+    collect_newly_finished,
+    job_state,
+    load_sweep,
+    pack,
+    plan,
+    submit,
+)
 from xpe_bench.sweep import Resources as SweepResources
 
 cli = CliRunner()
@@ -108,17 +117,48 @@ def test_debug_sweep_end_to_end_and_resubmission_is_a_no_op(registry, tmp_path):
     assert result.exit_code == 0, result.output
     overall = next(row for row in json.loads(result.stdout) if row["group"] == "all")
     assert overall["runs"] == 5 and overall["to run"] == 5
-    result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "debug"])
+    unwaited = cli.invoke(app, ["sweep", "submit", str(path), "--collect", str(tmp_path / "early")])
+    assert unwaited.exit_code == 2 and "--collect needs --wait" in unwaited.output
+    (tmp_path / "a-file").write_text("")
+    into_file = ["sweep", "submit", str(path), "--wait", "--collect", str(tmp_path / "a-file")]
+    assert "is a file; give a folder" in cli.invoke(app, into_file).output
+    assert not runs.exists() and not (tmp_path / "early").exists()  # refused before anything was written
+    early = tmp_path / "early"
+    result = cli.invoke(
+        app, ["sweep", "submit", str(path), "--launcher", "debug", "--wait", "--collect", str(early)]
+    )
     assert result.exit_code == 0, result.output
     assert "5 entries in 1 debug job" in result.output
+    assert result.output.count("collected ") == 5 and len(list(early.glob("*.json.gz"))) == 5
     sweep = load_sweep(path)
-    assert {run.state for run in plan(sweep, Runner(registry))} == {"done"}
-    result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "debug"])
+    planned = plan(sweep, Runner(registry))
+    assert {run.state for run in planned} == {"done"}
+    # collected once only; a run with no record yet (one not started) is left for a later call
+    collected_dirs = {run.run_dir for run in planned}
+    assert collect_newly_finished(planned, tmp_path / "again", collected_dirs) == []
+    not_started = PlannedRun(planned[0].entry, "to run", tmp_path / "runs" / "not-started")
+    assert collect_newly_finished([not_started, planned[0]], tmp_path / "again", set()) == [
+        tmp_path / "again" / f"{planned[0].run_dir.name}.json.gz"
+    ]
+    again = [
+        "sweep",
+        "submit",
+        str(path),
+        "--launcher",
+        "debug",
+        "--wait",
+        "--collect",
+        str(tmp_path / "late"),
+    ]
+    result = cli.invoke(app, again)
     assert result.exit_code == 0 and "nothing to submit" in result.output
+    assert len(list((tmp_path / "late").glob("*.json.gz"))) == 5  # what finished earlier is collected too
     assert len(_outputs(runs)) == 10
     collected = cli.invoke(app, ["sweep", "collect", str(path), "--out", str(tmp_path / "compact")])
     assert collected.exit_code == 0 and "5 of 5 runs collected" in collected.output
     assert len(list((tmp_path / "compact").glob("*.json.gz"))) == 5
+    for compact in (tmp_path / "compact").glob("*.json.gz"):  # the same bytes as collected while waiting
+        assert compact.read_bytes() == (early / compact.name).read_bytes()
 
 
 @pytest.mark.data

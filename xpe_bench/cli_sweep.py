@@ -62,12 +62,22 @@ def submit_command(
         list[str] | None, typer.Option("--slurm-arg", help="extra sbatch option key=value (repeatable)")
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the submitted jobs have ended")] = False,
+    collect: Annotated[
+        Path | None,
+        typer.Option(
+            help="with --wait: copy each run's compact result into this folder as soon as it finishes"
+        ),
+    ] = None,
 ) -> None:
     """Submit every run that is not done; returns at once (debug runs in this process) unless --wait."""
     from xpe_bench.plugins import load_registry
     from xpe_bench.runner import Runner
-    from xpe_bench.sweep import Resources, load_sweep, node_local, submit
+    from xpe_bench.sweep import Resources, load_sweep, node_local, plan, submit
 
+    if collect is not None and not wait:
+        raise UserInputError("--collect needs --wait (it copies results while waiting for the jobs)")
+    if collect is not None and collect.exists() and not collect.is_dir():
+        raise UserInputError(f"--collect: {collect} is a file; give a folder for the compact results")
     if max_parallel < 1 or runs_per_job < 1 or array_parallelism < 1 or max_array_size < 1:
         raise UserInputError("--max-parallel, --runs-per-job, --array-parallelism, --max-array-size: >= 1")
     if time <= 0:
@@ -91,27 +101,47 @@ def submit_command(
             f"[bold yellow]warning:[/] {sweep.folder} is node-local on most clusters: jobs on other nodes "
             "cannot write their runs and logs there; put runs_dir on shared storage"
         )
+    runner = Runner(load_registry())
     records = submit(
         sweep,
-        Runner(load_registry()),
+        runner,
         launcher=launcher,
         max_parallel=max_parallel,
         runs_per_job=runs_per_job,
         resources=resources,
     )
+    collector = None if collect is None else _Collector(plan(sweep, runner), collect)
     if not records:
         console.print(f"sweep {sweep.name}: nothing to submit (every run is done, running or failed)")
+        if collector is not None:
+            collector()
         return
     runs = sum(len(record["entries"]) for record in records)
     console.print(f"sweep {sweep.name}: {runs} entries in {len(records)} {launcher} job(s)")
     for record in records:
         console.print(f"  job {record['job_id']}: {len(record['entries'])} entries, log {record['stdout']}")
     if wait:
-        _wait(records)
+        _wait(records, collector)
 
 
-def _wait(records: list[dict[str, Any]], poll_seconds: float = 10.0) -> None:
-    """Block until no submitted job is alive any more (a progress line a minute while waiting)."""
+class _Collector:
+    """Copies the sweep's runs into ``out`` as they finish (``submit --wait --collect``)."""
+
+    def __init__(self, planned: list[Any], out: Path) -> None:
+        self.planned, self.out, self.collected = planned, out, set[Path]()
+
+    def __call__(self) -> None:
+        from xpe_bench.sweep import collect_newly_finished
+
+        for path in collect_newly_finished(self.planned, self.out, self.collected):
+            console.print(f"collected {path}")
+
+
+def _wait(
+    records: list[dict[str, Any]], collector: _Collector | None = None, poll_seconds: float = 10.0
+) -> None:
+    """Block until no submitted job is alive any more (a progress line a minute while waiting), calling
+    ``collector`` at every poll and once after the jobs have ended."""
     import time
 
     from xpe_bench.sweep import job_state
@@ -119,11 +149,15 @@ def _wait(records: list[dict[str, Any]], poll_seconds: float = 10.0) -> None:
     alive = {"RUNNING", "PENDING", "REQUEUED", "SUSPENDED", "CONFIGURING", "COMPLETING"}
     started = last = time.monotonic()
     while running := [r["job_id"] for r in records if job_state(r) in alive]:
+        if collector is not None:
+            collector()
         if time.monotonic() - last >= 60:
             minutes = (time.monotonic() - started) / 60
             console.print(f"waiting for {len(running)} job(s) ({minutes:.0f} min): {', '.join(running)}")
             last = time.monotonic()
         time.sleep(poll_seconds)
+    if collector is not None:
+        collector()
 
 
 @sweep_app.command("status")

@@ -583,3 +583,28 @@ def collect(planned: Sequence[PlannedRun], out_dir: Path) -> list[Path]:
     from xpe_bench.compact import export_run
 
     return [export_run(run.run_dir, out_dir) for run in planned if run.state == "done" and run.run_dir]
+
+
+def collect_newly_finished(planned: Sequence[PlannedRun], out_dir: Path, collected: set[Path]) -> list[Path]:
+    """Compact copies of the planned runs that are complete now and not in ``collected`` (which gains them).
+
+    What ``submit --wait --collect`` calls while it waits: each run's result reaches ``out_dir`` (ready to
+    commit) as soon as it finishes, not when the whole sweep has, so a session that ends mid-sweep loses
+    nothing finished. Reads each run's record afresh; a record being replaced or unreadable just now is
+    left for the next call."""
+    from xpe_bench.compact import export_run
+    from xpe_bench.errors import CorruptRunFile
+    from xpe_bench.store import RunStore
+
+    written = []
+    for run in planned:
+        if run.run_dir is None or run.run_dir in collected:
+            continue
+        try:
+            record = RunStore(run.run_dir).read_record()
+        except (OSError, CorruptRunFile):
+            continue
+        if record is not None and record.status == "complete":
+            written.append(export_run(run.run_dir, out_dir))
+            collected.add(run.run_dir)
+    return written

@@ -9,6 +9,5 @@ cd "$(dirname "$0")/../.."
 task=${1:-sib200}
 sweep=benchmarks/curves/$task.toml
 [[ -f $sweep ]] || { echo "no curves sweep for '$task': use sib200 or nusax-senti" >&2; exit 2; }
-xpe-bench sweep submit "$sweep" --launcher local --max-parallel 1 --wait
-xpe-bench sweep collect "$sweep" --out "benchmarks/curves/results/$task"
+xpe-bench sweep submit "$sweep" --launcher local --max-parallel 1 --wait --collect "benchmarks/curves/results/$task"
 xpe-bench curves "benchmarks/curves/results/$task" --out "benchmarks/curves/$task-curves.png"

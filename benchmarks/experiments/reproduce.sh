@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild a committed leaderboard from scratch with one command: runs its sweep file with the local launcher
-# (one job at a time: the runs share 2 CPU cores), waits, collects the compact results into
-# leaderboards/results/ and regenerates the board. Resumable: finished runs are skipped, an interrupted one
-# continues from its last checkpoint, so after an interruption run the same command again.
+# (one job at a time: the runs share 2 CPU cores), waits, collecting each compact result into
+# leaderboards/results/ as its run finishes, and regenerates the board. Resumable: finished runs are
+# skipped, an interrupted one continues from its last checkpoint, so after an interruption run the same
+# command again.
 #   benchmarks/experiments/reproduce.sh sib200-joshi5-standard | sib200-enarzho-standard | sib200-joshi5 |
 #     nusax-senti | afrisenti
 # (the *-standard studies run at the converged budget; the others are the earlier `quick` boards.)
@@ -20,8 +21,8 @@ case $name in
 esac
 out=leaderboards/results/$board
 
-xpe-bench sweep submit "$sweep" --launcher local --max-parallel 1 --wait
-xpe-bench sweep collect "$sweep" --out "$out"
+# --collect: each run's compact result lands in $out as it finishes (commit them as they come)
+xpe-bench sweep submit "$sweep" --launcher local --max-parallel 1 --wait --collect "$out"
 case $name in
   sib200-*)
     xpe-bench leaderboard "$out" --reference spt --published sib200-paper-gpt-accuracy.csv \
