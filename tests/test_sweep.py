@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from xpe_bench.runner import Runner
 from xpe_bench.sweep import (
     Entry,
     PlannedRun,
+    cancel,
     collect_newly_finished,
     job_state,
+    live_jobs,
     load_sweep,
     pack,
     plan,
@@ -319,12 +322,18 @@ def test_cancel_ends_a_live_local_job(registry, tmp_path):
         while not list((tmp_path / "runs").glob("*/run.lock")) and time.monotonic() < deadline:
             time.sleep(0.2)  # until the first run holds its lock: the task is past submitit's start-up
         assert list((tmp_path / "runs").glob("*/run.lock")), "the job's first run never started"
-        cancelled = cli.invoke(app, ["sweep", "cancel", str(path)])
-        assert cancelled.exit_code == 0 and f"cancelled 1 job(s): {record['job_id']}" in cancelled.output
-        deadline = time.monotonic() + 30
-        while job_state(record) == "RUNNING" and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert job_state(record) == "FINISHED"
+        assert live_jobs(load_sweep(path)) == [record]
+        # submitting again with --wait attaches to the live job (nothing new to submit) and returns only
+        # once that job has ended: here when a cancel from another thread ends it
+        cancelled: list[list[str]] = []
+        timer = threading.Timer(3.0, lambda: cancelled.append(cancel(load_sweep(path))))
+        timer.start()
+        started = time.monotonic()
+        attached = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "local", "--wait"])
+        timer.join()
+        assert attached.exit_code == 0 and "nothing to submit" in attached.output, attached.output
+        assert cancelled == [[record["job_id"]]] and time.monotonic() - started >= 3.0
+        assert job_state(record) == "FINISHED" and live_jobs(load_sweep(path)) == []
         assert not any(run.state == "done" for run in plan(load_sweep(path), Runner(registry)))
         assert "cancelled 0 job(s)" in cli.invoke(app, ["sweep", "cancel", str(path)]).output
     finally:  # never leave a million-step job behind, whatever failed above

@@ -72,7 +72,7 @@ def submit_command(
     """Submit every run that is not done; returns at once (debug runs in this process) unless --wait."""
     from xpe_bench.plugins import load_registry
     from xpe_bench.runner import Runner
-    from xpe_bench.sweep import Resources, load_sweep, node_local, plan, submit
+    from xpe_bench.sweep import Resources, live_jobs, load_sweep, node_local, plan, submit
 
     if collect is not None and not wait:
         raise UserInputError("--collect needs --wait (it copies results while waiting for the jobs)")
@@ -110,18 +110,19 @@ def submit_command(
         runs_per_job=runs_per_job,
         resources=resources,
     )
-    collector = None if collect is None else _Collector(plan(sweep, runner), collect)
-    if not records:
+    if records:
+        runs = sum(len(record["entries"]) for record in records)
+        console.print(f"sweep {sweep.name}: {runs} entries in {len(records)} {launcher} job(s)")
+        for record in records:
+            console.print(
+                f"  job {record['job_id']}: {len(record['entries'])} entries, log {record['stdout']}"
+            )
+    else:
         console.print(f"sweep {sweep.name}: nothing to submit (every run is done, running or failed)")
-        if collector is not None:
-            collector()
-        return
-    runs = sum(len(record["entries"]) for record in records)
-    console.print(f"sweep {sweep.name}: {runs} entries in {len(records)} {launcher} job(s)")
-    for record in records:
-        console.print(f"  job {record['job_id']}: {len(record['entries'])} entries, log {record['stdout']}")
     if wait:
-        _wait(records, collector)
+        # the jobs just submitted and any the sweep already had running (an earlier submit's, whose waiter
+        # ended): the same command attaches to a sweep in progress instead of returning before it is done
+        _wait(live_jobs(sweep), None if collect is None else _Collector(plan(sweep, runner), collect))
 
 
 class _Collector:
@@ -140,15 +141,14 @@ class _Collector:
 def _wait(
     records: list[dict[str, Any]], collector: _Collector | None = None, poll_seconds: float = 10.0
 ) -> None:
-    """Block until no submitted job is alive any more (a progress line a minute while waiting), calling
+    """Block until none of the jobs is alive any more (a progress line a minute while waiting), calling
     ``collector`` at every poll and once after the jobs have ended."""
     import time
 
-    from xpe_bench.sweep import job_state
+    from xpe_bench.sweep import LIVE_STATES, job_state
 
-    alive = {"RUNNING", "PENDING", "REQUEUED", "SUSPENDED", "CONFIGURING", "COMPLETING"}
     started = last = time.monotonic()
-    while running := [r["job_id"] for r in records if job_state(r) in alive]:
+    while running := [r["job_id"] for r in records if job_state(r) in LIVE_STATES]:
         if collector is not None:
             collector()
         if time.monotonic() - last >= 60:

@@ -412,7 +412,13 @@ def submit(
         raise UserInputError(f"--launcher: {launcher!r}; valid: {', '.join(LAUNCHERS)}")
     folder = sweep.folder.resolve()
     planned = plan(sweep, runner)
-    wanted = {run.entry.id: run.entry for run in planned if run.state in {"to run", "partial", "blocked"}}
+    # entries still queued in a live job (not started, so not locked yet) are that job's, not to submit again
+    held = {entry_id for record in live_jobs(sweep) for entry_id in record["entries"]}
+    wanted = {
+        run.entry.id: run.entry
+        for run in planned
+        if run.state in {"to run", "partial", "blocked"} and run.entry.id not in held
+    }
     # blocked entries go along only when their source-stage run is submitted with them
     entries = [
         e
@@ -560,12 +566,20 @@ def latest_jobs(sweep: Sweep) -> dict[str, dict[str, Any]]:
     return latest
 
 
+LIVE_STATES = frozenset({"RUNNING", "PENDING", "REQUEUED", "SUSPENDED", "CONFIGURING", "COMPLETING"})
+"""Job states (SLURM's, or ``RUNNING`` for a live local process) of a job that may still work on runs."""
+
+
+def live_jobs(sweep: Sweep) -> list[dict[str, Any]]:
+    """The submission records of the sweep's jobs that are still alive (one per job)."""
+    records = {r["job_id"]: r for r in latest_jobs(sweep).values()}.values()
+    return [record for record in records if job_state(record) in LIVE_STATES]
+
+
 def cancel(sweep: Sweep) -> list[str]:
     """Cancel every submitted job that is still alive; returns their ids."""
     cancelled = []
-    for record in {r["job_id"]: r for r in latest_jobs(sweep).values()}.values():
-        if job_state(record) not in {"RUNNING", "PENDING", "REQUEUED", "SUSPENDED"}:
-            continue
+    for record in live_jobs(sweep):
         if record["launcher"] == "local":
             # SIGINT, as submitit's own LocalJob.cancel: the controller stops its tasks (SIGINT, then SIGKILL
             # after a second). SIGTERM would only be forwarded, and submitit's tasks ignore SIGTERM.
