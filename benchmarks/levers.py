@@ -147,7 +147,7 @@ def worker_train(spec: dict[str, Any]) -> dict[str, Any]:
     budget = _standard(steps, "torch" if lever.endswith("torch-dropout") else "lean")
     recorder, clock = wl.ShapeRecorder(), wl.StepClock()
     with tempfile.TemporaryDirectory(prefix="xpe-levers-") as tmp:
-        wl.train_ours(method, train, budget, Path(tmp), recorder, clock)
+        report = wl.train_ours(method, train, budget, Path(tmp), recorder, clock)
     calls, ends = recorder.train_calls()[:steps], clock.ends
     shape = wl.EncoderShape.of(backbone.model.config)
     window = calls[WARMUP_STEPS:]
@@ -165,6 +165,13 @@ def worker_train(spec: dict[str, Any]) -> dict[str, Any]:
             b - a for a, b in zip(ends[WARMUP_STEPS - 1 :], ends[WARMUP_STEPS:], strict=False)
         ),
         "flops_per_s": flops / seconds,
+        "attention_flop_share": sum(
+            wl.encoder_flops(shape, c.batch, c.length, train=True)
+            - wl.encoder_flops(shape, c.batch, c.length, train=True, attention=False)
+            for c in window
+        )
+        / flops,
+        "final_train_loss": report["history"][-1]["train_loss"],
         "batch_shapes": [[c.batch, c.length] for c in window],
     }
 
@@ -267,18 +274,25 @@ def _spawn(worker: str, spec: dict[str, Any]) -> dict[str, Any]:
         return json.loads(result.read_text())
 
 
-def _converged_run_seconds() -> dict[str, float]:
+def _converged_run() -> dict[str, Any]:
+    """The harness's own timings of one committed run at ``standard``, with what it ran on."""
     import gzip
 
-    path = HERE.parent / CONVERGED_RUN
-    timings = json.loads(gzip.decompress(path.read_bytes()))["manifest"]["timings"]
-    return {"train": timings["train_seconds"], "eval": timings["eval_seconds"]}
+    compact = json.loads(gzip.decompress((HERE.parent / CONVERGED_RUN).read_bytes()))
+    manifest = compact["manifest"]
+    return {
+        "train": manifest["timings"]["train_seconds"],
+        "eval": manifest["timings"]["eval_seconds"],
+        "targets": len(compact["predictions"]),
+        "cores": manifest["hardware"]["cpu_count"],
+    }
 
 
 def measure(steps: int, method: str, profile_steps: int) -> dict[str, Any]:
     import torch
     from speed import _cpu_model
 
+    converged_run = _converged_run()  # before minutes of measuring: a missing file fails at once
     started = time.time()
     load_start = os.getloadavg()
     peak = wl.matmul_peak(torch.bfloat16)
@@ -298,7 +312,7 @@ def measure(steps: int, method: str, profile_steps: int) -> dict[str, Any]:
         "train": train,
         "eval": evaluation,
         "profile": profiled,
-        "converged_run": _converged_run_seconds(),
+        "converged_run": converged_run,
     }
 
 
@@ -330,15 +344,16 @@ def render_body(r: dict[str, Any]) -> list[str]:
         "(`workload.encoder_flops`).",
         "",
         "| lever | warm-up s (first 4 steps) | s/step (steady) | median step s | GFLOP/s | % of bf16 peak "
-        "| vs eager |",
-        "|---|---|---|---|---|---|---|",
+        "| vs eager | final running loss | bit-identical to eager |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     speedup = {t["lever"]: base["seconds_per_step"] / t["seconds_per_step"] for t in r["train"]}
     for t in r["train"]:
+        same = "-" if t is base else ("yes" if t["final_train_loss"] == base["final_train_loss"] else "no")
         lines.append(
             f"| {t['lever']} | {t['warmup_seconds']:.1f} | {t['seconds_per_step']:.3f} | "
             f"{t['median_step_seconds']:.3f} | {t['flops_per_s'] / 1e9:.0f} | {_pct(t['flops_per_s'], peak)} "
-            f"| {speedup[t['lever']]:.2f}x |"
+            f"| {speedup[t['lever']]:.2f}x | {t['final_train_loss']:.6f} | {same} |"
         )
     best = max(speedup, key=lambda lever: speedup[lever])
     verdict = "met" if speedup[best] >= 1.4 else "missed"
@@ -361,8 +376,12 @@ def render_body(r: dict[str, Any]) -> list[str]:
         "",
         f"Compiled evaluation is {e['eager_seconds'] / e['compiled_seconds']:.2f}x eager once compiled. Its "
         f"predictions agree with eager on {100 * e['prediction_agreement']:.2f}% of the sentences (largest "
-        f"score difference {e['max_abs_score_difference']:.3g}): it changes rounding, so a budget using it "
-        "would have to record it.",
+        f"score difference {e['max_abs_score_difference']:.3g})"
+        + (
+            ": it changes rounding, so a budget using it would have to record it."
+            if e["max_abs_score_difference"] > 0
+            else ": the scores are bit-identical."
+        ),
         "",
         "Where the eager step's time goes (torch.profiler, self CPU time over "
         f"{r['profile']['steps']} steps):",
@@ -379,12 +398,13 @@ def render_body(r: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"The lean attention-with-dropout (forward and backward, inclusive time) takes {attention:.2f} s of "
-        f"{total:.2f} s ({100 * attention / total:.0f}%), while its two products are about 3% of the step's "
-        "matmul FLOPs: the step is bound by the memory traffic of the B x H x L x L fp32 scores, "
-        "probabilities and masks, written and read several times per layer, not by arithmetic.",
+        f"{total:.2f} s ({100 * attention / total:.0f}%), while its two products are "
+        f"{100 * base['attention_flop_share']:.1f}% of the steady window's matmul FLOPs: what bounds that "
+        "part of the step is the memory traffic of the B x H x L x L fp32 scores, probabilities and masks "
+        "(written and read several times per layer), not arithmetic.",
         "",
-        f"One converged run on 2 cores (`{Path(CONVERGED_RUN).name}`, timed by the harness): training "
-        f"{run['train']:.0f} s, evaluation of all 205 targets {run['eval']:.0f} s, "
+        f"One converged run on {run['cores']} cores (`{Path(CONVERGED_RUN).name}`, timed by the harness): "
+        f"training {run['train']:.0f} s, evaluation of all {run['targets']} targets {run['eval']:.0f} s, "
         f"{(run['train'] + run['eval']) / 60:.1f} min in all.",
         "",
     ]

@@ -206,7 +206,9 @@ class EncoderShape:
         return cls(config.num_hidden_layers, config.hidden_size, config.intermediate_size)
 
 
-def encoder_flops(shape: EncoderShape, batch: int, length: int, *, train: bool) -> float:
+def encoder_flops(
+    shape: EncoderShape, batch: int, length: int, *, train: bool, attention: bool = True
+) -> float:
     """Matmul FLOPs of one encoder call on a ``[batch, length]`` (padded, prompt included) input.
 
     Forward, per layer and sequence: Q, K, V and output projections ``4 * 2*L*d*d``, FFN ``2 * 2*L*d*f``,
@@ -214,11 +216,12 @@ def encoder_flops(shape: EncoderShape, batch: int, length: int, *, train: bool) 
     activation gradients only (no weight gradients): one matmul per projection and FFN matmul (``1x`` their
     forward) but two per attention product (the gradients of both of its operands: ``2x``). So a training
     call costs ``2 * (linear terms) + 3 * (attention terms)``. Embedding lookups, LayerNorm, GELU, softmax,
-    the head and the prompt module are not counted (under 1% of the total here).
+    the head and the prompt module are not counted (under 1% of the total here). ``attention=False``
+    leaves out the two attention products (what they add is their share).
     """
     linear = 8.0 * length * shape.hidden**2 + 4.0 * length * shape.hidden * shape.ffn
-    attention = 4.0 * length**2 * shape.hidden
-    per_sequence = 2 * linear + 3 * attention if train else linear + attention
+    products = 4.0 * length**2 * shape.hidden if attention else 0.0
+    per_sequence = 2 * linear + 3 * products if train else linear + products
     return shape.layers * batch * per_sequence
 
 

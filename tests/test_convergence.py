@@ -348,7 +348,7 @@ def test_a_run_of_a_budget_cut_from_a_curve_must_be_its_prefix(tmp_path):
     nudged = [dict(point) for point in cut["history"]]
     nudged[3]["dev_loss"] += 1e-6
     assert prefix_departures(replace(short, history=tuple(nudged)), long) == [
-        "dev curves differ from evaluation 4 (6 vs 6 points)"
+        "curves differ from evaluation 4 (6 vs 6 points)"
     ]
     write_run(tmp_path / "other", "spt", 1, {**cut, "selected_step": 100}, {**recipe, "max_steps": 300})
     (wrong,), _ = load_curves([tmp_path / "other"])
@@ -359,11 +359,15 @@ def test_a_run_of_a_budget_cut_from_a_curve_must_be_its_prefix(tmp_path):
     drifted = [{**point, "train_loss": point["train_loss"] + 0.01} for point in cut["history"]]
     write_run(tmp_path / "drifted", "spt", 1, {**cut, "history": drifted}, {**recipe, "max_steps": 300})
     (drifting,), _ = load_curves([tmp_path / "drifted"])
-    assert prefix_departures(drifting, long) == ["dev curves differ from evaluation 1 (6 vs 6 points)"]
-    resumed = {**cut, "history": drifted, "resumed_from_step": 150}
-    write_run(tmp_path / "resumed", "spt", 1, resumed, {**recipe, "max_steps": 300})
-    (resumed_run,), _ = load_curves([tmp_path / "resumed"])
-    assert prefix_departures(resumed_run, long) == []
+    assert prefix_departures(drifting, long) == ["curves differ from evaluation 1 (6 vs 6 points)"]
+    restarted = {**cut, "history": drifted, "resumed_from_step": 150}  # a record from before the field
+    write_run(tmp_path / "restarted", "spt", 1, restarted, {**recipe, "max_steps": 300})
+    (restarted_run,), _ = load_curves([tmp_path / "restarted"])
+    assert prefix_departures(restarted_run, long) == []
+    continued = {**restarted, "running_loss_continued": True}  # resumed, the running loss restored
+    write_run(tmp_path / "continued", "spt", 1, continued, {**recipe, "max_steps": 300})
+    (continued_run,), _ = load_curves([tmp_path / "continued"])
+    assert prefix_departures(continued_run, long) == ["curves differ from evaluation 1 (6 vs 6 points)"]
     write_run(tmp_path / "seed2", "spt", 2, cut, {**recipe, "max_steps": 300})
     assert prefix_key(load_curves([tmp_path / "seed2"])[0][0]) != prefix_key(long)
 

@@ -90,6 +90,7 @@ def test_interrupted_training_resumes_to_the_same_result(registry, tmp_path, mon
     resumed = Runner(registry).execute(_request(tmp_path / "cut", budget=budget))[0]
     assert resumed.record.fit is not None
     assert resumed.record.fit["resumed_from_step"] == 4 and resumed.record.fit["steps_run"] == 6
+    assert resumed.record.fit["running_loss_continued"] is True
     ref_state, new_state = reference.store.load_state(), resumed.store.load_state()
     assert ref_state.keys() == new_state.keys()
     for key in ref_state:

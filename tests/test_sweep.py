@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,18 +18,19 @@ import pytest
 from typer.testing import CliRunner
 
 from xpe_bench.cli import app
+from xpe_bench.cli_sweep import _Collector
 from xpe_bench.errors import UserInputError
 from xpe_bench.runner import Runner
 from xpe_bench.sweep import (
     Entry,
     PlannedRun,
-    cancel,
     collect_newly_finished,
     job_state,
     live_jobs,
     load_sweep,
     pack,
     plan,
+    process_start,
     submit,
 )
 from xpe_bench.sweep import Resources as SweepResources
@@ -124,7 +127,8 @@ def test_debug_sweep_end_to_end_and_resubmission_is_a_no_op(registry, tmp_path):
     assert unwaited.exit_code == 2 and "--collect needs --wait" in unwaited.output
     (tmp_path / "a-file").write_text("")
     into_file = ["sweep", "submit", str(path), "--wait", "--collect", str(tmp_path / "a-file")]
-    assert "is a file; give a folder" in cli.invoke(app, into_file).output
+    onto_file = cli.invoke(app, into_file)
+    assert onto_file.exit_code == 2 and "is a file; give a folder" in onto_file.output
     assert not runs.exists() and not (tmp_path / "early").exists()  # refused before anything was written
     early = tmp_path / "early"
     result = cli.invoke(
@@ -293,6 +297,9 @@ def test_a_supervised_entry_waits_for_its_source_stage(registry, tmp_path):
     assert target.source_stage() == source  # the same entry, defaults spelled out or not
     assert [run.state for run in plan(sweep, Runner(registry))] == ["to run", "blocked"]
     assert [len(chunk) for chunk in pack(sweep.entries, 2)] == [2]  # packed together, source first
+    # a collector planned while the supervised entry was blocked (as --wait --collect with a background
+    # launcher is) still collects the supervised runs, which had no run directory when it planned
+    collector = _Collector(sweep, Runner(registry), tmp_path / "collected")
 
     result = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "debug"])
     assert result.exit_code == 0, result.output
@@ -301,6 +308,21 @@ def test_a_supervised_entry_waits_for_its_source_stage(registry, tmp_path):
     names = sorted(run.run_dir.name for run in planned[1:])
     assert names[0].startswith("sib200-spt-tiny-random-smoke-supervised-kat_Geor-s1-")
     assert names[1].startswith("sib200-spt-tiny-random-smoke-supervised-yor_Latn-s1-")
+    collector()  # within the re-planning interval: only the source stage's run has a directory yet
+    assert len(list((tmp_path / "collected").glob("*.json.gz"))) == 1
+    collector(final=True)
+    assert sorted(p.name for p in (tmp_path / "collected").glob("*.json.gz")) == sorted(
+        f"{run.run_dir.name}.json.gz" for run in planned
+    )
+
+
+def test_a_local_job_is_its_process_not_just_its_pid():
+    """A pid outlives its process in submissions.jsonl (a reboot, a crashed controller) and may be reused:
+    the recorded start time tells the job's own process from a later one with that pid."""
+    me = {"launcher": "local", "job_id": str(os.getpid()), "process_start": process_start(os.getpid())}
+    assert me["process_start"] is not None and job_state(me) == "RUNNING"
+    assert job_state({**me, "process_start": me["process_start"] - 1}) == "FINISHED"  # a reused pid
+    assert job_state({k: v for k, v in me.items() if k != "process_start"}) == "RUNNING"  # older records
 
 
 @pytest.mark.data
@@ -324,15 +346,20 @@ def test_cancel_ends_a_live_local_job(registry, tmp_path):
         assert list((tmp_path / "runs").glob("*/run.lock")), "the job's first run never started"
         assert live_jobs(load_sweep(path)) == [record]
         # submitting again with --wait attaches to the live job (nothing new to submit) and returns only
-        # once that job has ended: here when a cancel from another thread ends it
-        cancelled: list[list[str]] = []
-        timer = threading.Timer(3.0, lambda: cancelled.append(cancel(load_sweep(path))))
+        # once that job has ended: here when `sweep cancel`, run from another thread, ends it
+        command = [sys.executable, "-m", "xpe_bench", "sweep", "cancel", str(path)]
+        cancelled: list[subprocess.CompletedProcess[str]] = []
+        timer = threading.Timer(
+            3.0, lambda: cancelled.append(subprocess.run(command, capture_output=True, text=True))
+        )
         timer.start()
         started = time.monotonic()
         attached = cli.invoke(app, ["sweep", "submit", str(path), "--launcher", "local", "--wait"])
         timer.join()
-        assert attached.exit_code == 0 and "nothing to submit" in attached.output, attached.output
-        assert cancelled == [[record["job_id"]]] and time.monotonic() - started >= 3.0
+        message = " ".join(attached.output.split())
+        assert attached.exit_code == 0 and f"held by a live job: {record['job_id']}" in message, message
+        assert f"cancelled 1 job(s): {record['job_id']}" in cancelled[0].stdout, cancelled[0].stderr
+        assert time.monotonic() - started >= 3.0
         assert job_state(record) == "FINISHED" and live_jobs(load_sweep(path)) == []
         assert not any(run.state == "done" for run in plan(load_sweep(path), Runner(registry)))
         assert "cancelled 0 job(s)" in cli.invoke(app, ["sweep", "cancel", str(path)]).output

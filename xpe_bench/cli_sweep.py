@@ -5,6 +5,7 @@ Registered on the ``xpe-bench`` app when imported; the work is done by :mod:`xpe
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,7 +73,7 @@ def submit_command(
     """Submit every run that is not done; returns at once (debug runs in this process) unless --wait."""
     from xpe_bench.plugins import load_registry
     from xpe_bench.runner import Runner
-    from xpe_bench.sweep import Resources, live_jobs, load_sweep, node_local, plan, submit
+    from xpe_bench.sweep import Resources, live_jobs, load_sweep, node_local, submit
 
     if collect is not None and not wait:
         raise UserInputError("--collect needs --wait (it copies results while waiting for the jobs)")
@@ -118,22 +119,39 @@ def submit_command(
                 f"  job {record['job_id']}: {len(record['entries'])} entries, log {record['stdout']}"
             )
     else:
-        console.print(f"sweep {sweep.name}: nothing to submit (every run is done, running or failed)")
+        held = ", ".join(record["job_id"] for record in live_jobs(sweep))
+        console.print(
+            f"sweep {sweep.name}: nothing to submit (every run is done, failed or held by a live job"
+            + (f": {held})" if held else ")")
+        )
     if wait:
         # the jobs just submitted and any the sweep already had running (an earlier submit's, whose waiter
         # ended): the same command attaches to a sweep in progress instead of returning before it is done
-        _wait(live_jobs(sweep), None if collect is None else _Collector(plan(sweep, runner), collect))
+        _wait(live_jobs(sweep), None if collect is None else _Collector(sweep, runner, collect))
 
 
 class _Collector:
-    """Copies the sweep's runs into ``out`` as they finish (``submit --wait --collect``)."""
+    """Copies the sweep's runs into ``out`` as they finish (``submit --wait --collect``).
 
-    def __init__(self, planned: list[Any], out: Path) -> None:
-        self.planned, self.out, self.collected = planned, out, set[Path]()
+    Planning reads every entry's run directory (half a minute for a large sweep), so the plan is made once
+    and remade only for what it could not name yet: the runs of entries blocked on a source stage, whose
+    directories exist only once that stage has finished (every 5 minutes while some are blocked, and at
+    the end, so nothing that finished is missed)."""
 
-    def __call__(self) -> None:
-        from xpe_bench.sweep import collect_newly_finished
+    REPLAN_SECONDS = 300.0
 
+    def __init__(self, sweep: Any, runner: Any, out: Path) -> None:
+        from xpe_bench.sweep import plan
+
+        self.sweep, self.runner, self.out, self.collected = sweep, runner, out, set[Path]()
+        self.planned, self.planned_at = plan(sweep, runner), time.monotonic()
+
+    def __call__(self, *, final: bool = False) -> None:
+        from xpe_bench.sweep import collect_newly_finished, plan
+
+        blocked = any(run.run_dir is None for run in self.planned)
+        if blocked and (final or time.monotonic() - self.planned_at >= self.REPLAN_SECONDS):
+            self.planned, self.planned_at = plan(self.sweep, self.runner), time.monotonic()
         for path in collect_newly_finished(self.planned, self.out, self.collected):
             console.print(f"collected {path}")
 
@@ -143,8 +161,6 @@ def _wait(
 ) -> None:
     """Block until none of the jobs is alive any more (a progress line a minute while waiting), calling
     ``collector`` at every poll and once after the jobs have ended."""
-    import time
-
     from xpe_bench.sweep import LIVE_STATES, job_state
 
     started = last = time.monotonic()
@@ -157,7 +173,7 @@ def _wait(
             last = time.monotonic()
         time.sleep(poll_seconds)
     if collector is not None:
-        collector()
+        collector(final=True)
 
 
 @sweep_app.command("status")

@@ -78,8 +78,11 @@ def prefix_key(curve: Curve) -> tuple[object, ...]:
     return (record.task.name, record.method.name, options, record.seed, record.backbone.name, data)
 
 
-def _resumed(curve: Curve) -> bool:
-    return bool((curve.run.record.fit or {}).get("resumed_from_step"))
+def _running_loss_restarted(curve: Curve) -> bool:
+    """Whether the run resumed from a checkpoint that predates the running loss being checkpointed (its
+    record says ``running_loss_continued: false``, or, written before that field, says it resumed)."""
+    fit = curve.run.record.fit or {}
+    return not fit.get("running_loss_continued", not fit.get("resumed_from_step"))
 
 
 def prefix_departures(run: Curve, curve: Curve) -> list[str]:
@@ -89,18 +92,18 @@ def prefix_departures(run: Curve, curve: Curve) -> list[str]:
     predicts from the curve. A budget read off learning curves is trusted because this holds.
 
     The train loss is the loop's running average, a progress figure rather than the model's state. Runs
-    resumed before the loop checkpointed it restarted it from zero, so where either side was resumed it is
-    left out; the dev evaluations, computed from the weights, must still agree bit for bit."""
+    resumed before the loop checkpointed it restarted it from zero, so where either side did, it is left
+    out; the dev evaluations, computed from the weights, must still agree bit for bit."""
     steps = int(run.run.record.budget.settings["max_steps"])
-    resumed = _resumed(run) or _resumed(curve)
-    fields = ("step", "dev_accuracy", "dev_loss") + (() if resumed else ("train_loss",))
+    restarted = _running_loss_restarted(run) or _running_loss_restarted(curve)
+    fields = ("step", "dev_accuracy", "dev_loss") + (() if restarted else ("train_loss",))
     got = [tuple(point.get(name) for name in fields) for point in run.history]
     want = [tuple(point.get(name) for name in fields) for point in curve.history if point["step"] <= steps]
     problems = []
     if got != want:
         pairs = enumerate(zip(got, want, strict=False))
         first = next((i for i, (a, b) in pairs if a != b), min(len(got), len(want)))
-        problems.append(f"dev curves differ from evaluation {first + 1} ({len(got)} vs {len(want)} points)")
+        problems.append(f"curves differ from evaluation {first + 1} ({len(got)} vs {len(want)} points)")
     predicted = assess_prefix(curve.history, steps, select_best=curve.select_best)
     verdict = run.convergence
     if (verdict.status, verdict.selected_step) != (predicted.status, predicted.selected_step):

@@ -456,6 +456,8 @@ def submit(
                     "stderr": str(job.paths.stderr),
                 }
             )
+            if launcher == "local":
+                records[-1]["process_start"] = process_start(int(job.job_id))
         if launcher == "debug":  # in-process: run now (and let exceptions surface, as a debugger wants)
             for job in jobs:
                 job.result()
@@ -528,9 +530,21 @@ def submissions(sweep: Sweep) -> list[dict[str, Any]]:
     return records
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether a local job's controller still runs. One this process started (``submit --wait``, tests) is
-    reaped here once it has exited: an unreaped child would look alive forever."""
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat``, field 22), or ``None``
+    where there is no such process or no ``/proc``. With the pid it names one process for good: a pid
+    alone may have been reused after a reboot or a crash of the controller."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # fields after "(comm)" start at field 3
+
+
+def _process_alive(pid: int, started: int | None = None) -> bool:
+    """Whether a local job's controller still runs (and, when its start time was recorded, is that very
+    process). One this process started (``submit --wait``, tests) is reaped here once it has exited: an
+    unreaped child would look alive forever."""
     try:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
@@ -541,8 +555,8 @@ def _process_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return started is None or process_start(pid) in (started, None)
 
 
 def job_state(record: Mapping[str, Any]) -> str:
@@ -550,7 +564,8 @@ def job_state(record: Mapping[str, Any]) -> str:
     if record["launcher"] == "debug":
         return "FINISHED"
     if record["launcher"] == "local":
-        return "RUNNING" if _process_alive(int(record["job_id"])) else "FINISHED"
+        alive = _process_alive(int(record["job_id"]), record.get("process_start"))
+        return "RUNNING" if alive else "FINISHED"
     import submitit
 
     folder = Path(record["stdout"]).parent

@@ -300,6 +300,7 @@ def fit(
     device = model_device(model)
     trainable = [p for group in parameter_groups.values() for p in group if p.requires_grad]
 
+    continued = True
     state: dict[str, Any] = {
         "step": 0,
         "history": [],
@@ -317,6 +318,7 @@ def fit(
         scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
         # Checkpoints written before the running loss was saved lack it: a resumed run then restarts it.
+        continued = "running_loss" in saved["loop"]
         state = {"running_loss": 0.0, **saved["loop"]}
     resumed_from = state["step"]
 
@@ -401,6 +403,7 @@ def fit(
         "total_steps": total_steps,
         "steps_run": state["step"],
         "resumed_from_step": resumed_from,
+        "running_loss_continued": continued,
         "steps_per_epoch": steps_per_epoch,
         "epochs": state["step"] / steps_per_epoch,
         "selected_step": state["best"]["step"] if (budget.select_best and state["best"]) else state["step"],
