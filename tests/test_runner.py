@@ -91,6 +91,13 @@ def test_interrupted_training_resumes_to_the_same_result(registry, tmp_path, mon
     assert resumed.record.fit is not None
     assert resumed.record.fit["resumed_from_step"] == 4 and resumed.record.fit["steps_run"] == 6
     assert resumed.record.fit["running_loss_continued"] is True
+    # the train time counts the interrupted session's training up to its checkpoint, not only this one's
+    before = resumed.record.fit["train_seconds_before_this_session"]
+    assert (
+        before > 0
+        and resumed.record.timings.train_seconds
+        > before + 0.9 * resumed.record.fit["train_seconds_this_session"]
+    )
     ref_state, new_state = reference.store.load_state(), resumed.store.load_state()
     assert ref_state.keys() == new_state.keys()
     for key in ref_state:

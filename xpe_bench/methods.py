@@ -133,7 +133,10 @@ class Method(ABC):
         """Build the model for ``task`` around ``backbone``."""
 
     def fit(self, context: FitContext) -> dict[str, Any]:
-        """Train; return a JSON-able report (steps, history, selected step...). Default: nothing to train."""
+        """Train; return a JSON-able report (steps, history, selected step...). Default: nothing to train.
+
+        A method that resumes interrupted training may report ``train_seconds_before_this_session`` (its
+        training time in earlier sessions, up to where it resumed): the run's train time adds it."""
         return {"trained": False}
 
     @abstractmethod

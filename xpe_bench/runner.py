@@ -566,7 +566,8 @@ class Runner:
             self.reporters.note(f"{exc} — moved to {moved.relative_to(store.path)}; training from step 0")
             context = FitContext(train, dev, budget, seed, store.fit_dir, self.reporters.train, roles or None)
             report = method.fit(context)
-        seconds = time.perf_counter() - started
+        # with the training time of interrupted earlier sessions, up to the checkpoint this one resumed from
+        seconds = time.perf_counter() - started + float(report.get("train_seconds_before_this_session", 0.0))
         fit_json = json.dumps(report, allow_nan=False, sort_keys=True)
         store.save_state(method.state_dict(), {"run_key": live.current.key, "fit": fit_json})
         store.clear_fit_dir()

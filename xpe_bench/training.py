@@ -308,6 +308,7 @@ def fit(
         "best_state": None,
         "bad_evals": 0,
         "running_loss": 0.0,
+        "train_seconds": 0.0,
     }
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = workdir / CHECKPOINT_NAME
@@ -319,8 +320,10 @@ def fit(
         torch.set_rng_state(saved["torch_rng"])
         # Checkpoints written before the running loss was saved lack it: a resumed run then restarts it.
         continued = "running_loss" in saved["loop"]
-        state = {"running_loss": 0.0, **saved["loop"]}
+        state = {"running_loss": 0.0, "train_seconds": 0.0, **saved["loop"]}
     resumed_from = state["step"]
+    # training time up to the checkpoint, from the sessions before this one (work after it is redone)
+    seconds_before = float(state["train_seconds"])
 
     batches = epoch_batches(train.lengths, budget.batch_size, seed)
     for _ in range(state["step"]):  # replay the batch order up to where the checkpoint left off
@@ -377,6 +380,7 @@ def fit(
                     else math.inf
                 )
                 state["bad_evals"] = 0 if metrics["loss"] < best_loss else state["bad_evals"] + 1
+            state["train_seconds"] = seconds_before + time.perf_counter() - started
             if distributed.is_main():  # every process holds the same state; one writes it
                 save_checkpoint(
                     {
@@ -409,5 +413,6 @@ def fit(
         "selected_step": state["best"]["step"] if (budget.select_best and state["best"]) else state["step"],
         "stopped_early_at": stopped_early_at,
         "train_seconds_this_session": time.perf_counter() - started,
+        "train_seconds_before_this_session": seconds_before,
         "history": state["history"],
     }
