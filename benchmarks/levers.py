@@ -431,21 +431,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--method", default="spt")
     parser.add_argument("--profile-steps", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every training lever")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--render", type=Path, help="only re-write --out from an earlier run's JSON")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
+    wl.add_process_options(parser)
     args = parser.parse_args(argv)
-    if args.worker:
-        Path(args.result).write_text(json.dumps(WORKERS[args.worker](json.loads(args.spec))))
-        return 0
-    if args.render:
-        args.out.write_text(render(json.loads(args.render.read_text())))
+    if wl.done_without_measuring(args, WORKERS, render):
         return 0
     if args.steps <= WARMUP_STEPS:
         parser.error(f"--steps must be > {WARMUP_STEPS} (the warm-up steps)")

@@ -597,19 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="two stored runs (directories or compact files) identical but for precision: the fast mode's "
         "accuracy check",
     )
-    parser.add_argument("--render", type=Path, help="only re-write --out from an earlier run's RESULTS.json")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
+    wl.add_process_options(parser)
     args = parser.parse_args(argv)
-
-    if args.worker:
-        result = WORKERS[args.worker](json.loads(args.spec))
-        Path(args.result).write_text(json.dumps(result))
-        return 0
-
-    if args.render:
-        args.out.write_text(render(json.loads(args.render.read_text())))
+    if wl.done_without_measuring(args, WORKERS, render):
         return 0
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}

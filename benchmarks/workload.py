@@ -17,11 +17,13 @@ from what each stack actually computed, not from assumptions about its batching.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -633,3 +635,30 @@ def timed(into: dict[str, float], key: str) -> Iterator[None]:
 
 def steps_per_epoch(examples: int) -> int:
     return math.ceil(examples / BATCH_SIZE)
+
+
+# ------------------------------------------------------------------------------------- worker processes
+
+
+def add_process_options(parser: argparse.ArgumentParser) -> None:
+    """``--render`` (re-write the report from an earlier run's JSON), and the hidden options by which a
+    benchmark re-invokes itself as one measured worker process (``--worker NAME --spec JSON --result F``)."""
+    parser.add_argument("--render", type=Path, help="only re-write --out from an earlier run's JSON")
+    for option in ("--worker", "--spec", "--result"):
+        parser.add_argument(option, help=argparse.SUPPRESS)
+
+
+def done_without_measuring(
+    args: argparse.Namespace,
+    workers: Mapping[str, Callable[[dict[str, Any]], Any]],
+    render: Callable[[dict[str, Any]], str],
+) -> bool:
+    """Run the worker ``args`` names (writing its JSON result where the parent reads it), or re-render the
+    report; whether either was asked for, so the caller has nothing more to do."""
+    if args.worker:
+        Path(args.result).write_text(json.dumps(workers[args.worker](json.loads(args.spec))))
+        return True
+    if args.render:
+        args.out.write_text(render(json.loads(args.render.read_text())))
+        return True
+    return False
