@@ -609,9 +609,7 @@ def cancel(sweep: Sweep) -> list[str]:
 
 def collect(planned: Sequence[PlannedRun], out_dir: Path) -> list[Path]:
     """Compact copies of the finished runs, for ``leaderboard`` and the repository."""
-    from xpe_bench.compact import export_run
-
-    return [export_run(run.run_dir, out_dir) for run in planned if run.state == "done" and run.run_dir]
+    return collect_newly_finished(planned, out_dir, set())
 
 
 def collect_newly_finished(planned: Sequence[PlannedRun], out_dir: Path, collected: set[Path]) -> list[Path]:
