@@ -56,3 +56,13 @@ def test_unfinished_or_foreign_files_are_rejected(finished_run, tmp_path):
     bogus.write_bytes(gzip.compress(b'{"format": "other"}'))
     with pytest.raises(UserInputError, match="unknown compact format"):
         read_compact(bogus)
+    # a file cut short (a copy interrupted) or damaged inside the stream is refused in one line, not a crash
+    torn = tmp_path / "torn.json.gz"
+    torn.write_bytes(export_run(finished_run.path, tmp_path / "whole").read_bytes()[:200])
+    with pytest.raises(UserInputError, match="is not a compact run file"):
+        read_compact(torn)
+    damaged = bytearray(gzip.compress(b'{"format": "xpe-bench-compact/1"}' * 50))
+    damaged[20:30] = b"\xff" * 10
+    torn.write_bytes(bytes(damaged))
+    with pytest.raises(UserInputError, match="is not a compact run file"):
+        read_compact(torn)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 
 from xpe_bench.cli import app
 from xpe_bench.cli_sweep import _Collector
+from xpe_bench.compact import read_compact
 from xpe_bench.errors import UserInputError
 from xpe_bench.runner import Runner
 from xpe_bench.sweep import (
@@ -169,6 +171,39 @@ def test_debug_sweep_end_to_end_and_resubmission_is_a_no_op(registry, tmp_path):
 
 
 @pytest.mark.data
+def test_submit_with_collect_skips_what_an_earlier_checkout_collected(registry, tmp_path):
+    """A fresh clone has the committed compact results but none of the run directories: submitting with
+    ``--collect`` into the folder that holds them runs only what is missing from it."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    path = _sweep_file(tmp_path, runs)
+    submit_args = ["sweep", "submit", str(path), "--launcher", "debug", "--wait", "--collect", str(results)]
+    assert cli.invoke(app, submit_args).exit_code == 0
+    assert len(list(results.glob("*.json.gz"))) == 5
+    shutil.rmtree(runs)  # the checkout is gone; the committed results stay
+
+    def states(*extra: str) -> dict[str, int]:
+        result = cli.invoke(app, ["sweep", "plan", str(path), "--format", "json", *extra])
+        assert result.exit_code == 0, result.output
+        overall = next(row for row in json.loads(result.stdout) if row["group"] == "all")
+        return {state: overall[state] for state in ("collected", "to run")}
+
+    assert states() == {"collected": 0, "to run": 5}  # the plan alone does not know the folder
+    assert states("--collected-in", str(results)) == {"collected": 5, "to run": 0}
+    result = cli.invoke(app, submit_args)
+    assert result.exit_code == 0 and "nothing to submit (every run is done, collected" in result.output
+    assert not any(p.is_dir() and not p.name.startswith(".") for p in runs.glob("*"))  # nothing ran
+
+    # a torn compact file is no result: that run (and only that one) runs again and is collected afresh
+    torn = sorted(results.glob("*.json.gz"))[0]
+    torn.write_bytes(torn.read_bytes()[:100])
+    assert states("--collected-in", str(results)) == {"collected": 4, "to run": 1}
+    result = cli.invoke(app, submit_args)
+    assert result.exit_code == 0 and "1 entries in 1 debug job" in result.output, result.output
+    assert [p.name for p in runs.iterdir() if not p.name.startswith(".")] == [torn.name[: -len(".json.gz")]]
+    assert read_compact(torn)["manifest"]["status"] == "complete"
+
+
+@pytest.mark.data
 def test_local_sweep_survives_a_forced_timeout(registry, tmp_path):
     reference = tmp_path / "reference"
     (tmp_path / "uninterrupted").mkdir()
@@ -314,6 +349,23 @@ def test_a_supervised_entry_waits_for_its_source_stage(registry, tmp_path):
     assert sorted(p.name for p in (tmp_path / "collected").glob("*.json.gz")) == sorted(
         f"{run.run_dir.name}.json.gz" for run in planned
     )
+
+    # a fresh checkout: the source stage runs again (its weights are what the supervised runs start from,
+    # and no compact result holds them), the supervised runs it would start are collected already
+    shutil.rmtree(tmp_path / "runs")
+    replanned = plan(sweep, Runner(registry), tmp_path / "collected")
+    assert [run.state for run in replanned] == ["to run", "blocked"]
+    again = ["sweep", "submit", str(path), "--launcher", "debug", "--collect", str(tmp_path / "collected")]
+    result = cli.invoke(app, [*again, "--wait"])
+    assert result.exit_code == 0, result.output
+    assert [run.state for run in plan(sweep, Runner(registry), tmp_path / "collected")] == [
+        "done",
+        "collected",
+        "collected",
+    ]
+    assert [p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] == [
+        planned[0].run_dir.name
+    ]
 
 
 def test_a_local_job_is_its_process_not_just_its_pid():

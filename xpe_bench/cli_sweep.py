@@ -20,25 +20,40 @@ app.add_typer(sweep_app, name="sweep")
 SweepFile = Annotated[Path, typer.Argument(help="the sweep file (TOML)")]
 
 
-def _plan(path: Path) -> tuple[Any, list[Any]]:
+def _plan(path: Path, collected_in: Path | None = None) -> tuple[Any, list[Any]]:
     from xpe_bench.plugins import load_registry
     from xpe_bench.runner import Runner
     from xpe_bench.sweep import load_sweep, plan
 
     sweep = load_sweep(path)
-    return sweep, plan(sweep, Runner(load_registry()))
+    return sweep, plan(sweep, Runner(load_registry()), collected_in)
+
+
+def _check_collection_folder(option: str, folder: Path | None) -> None:
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise UserInputError(f"{option}: {folder} is a file; give a folder for the compact results")
 
 
 @sweep_app.command("plan")
 @user_errors
-def plan_command(path: SweepFile, fmt: FormatOption = OutputFormat.table) -> None:
+def plan_command(
+    path: SweepFile,
+    fmt: FormatOption = OutputFormat.table,
+    collected_in: Annotated[
+        Path | None,
+        typer.Option(
+            help="count runs whose compact result is in this folder as collected (submit --collect)"
+        ),
+    ] = None,
+) -> None:
     """Dry run: what is done, running, blocked or left to run, per axis (nothing is written)."""
     from xpe_bench.report import emit
     from xpe_bench.sweep import summarize
 
-    sweep, planned = _plan(path)
+    _check_collection_folder("--collected-in", collected_in)
+    sweep, planned = _plan(path, collected_in)
     rows = summarize(planned)
-    states = ["done", "running", "partial", "to run", "blocked", "failed", "unreadable"]
+    states = ["done", "collected", "running", "partial", "to run", "blocked", "failed", "unreadable"]
     shown = [state for state in states if any(row[state] for row in rows)]  # the table omits empty states
     emit(console, rows, fmt, f"sweep {sweep.name}: {len(planned)} runs", ["group", "runs", *shown])
 
@@ -66,7 +81,8 @@ def submit_command(
     collect: Annotated[
         Path | None,
         typer.Option(
-            help="with --wait: copy each run's compact result into this folder as soon as it finishes"
+            help="with --wait: copy each run's compact result into this folder as soon as it finishes; a "
+            "run whose compact result is there already is not run again"
         ),
     ] = None,
 ) -> None:
@@ -77,8 +93,7 @@ def submit_command(
 
     if collect is not None and not wait:
         raise UserInputError("--collect needs --wait (it copies results while waiting for the jobs)")
-    if collect is not None and collect.exists() and not collect.is_dir():
-        raise UserInputError(f"--collect: {collect} is a file; give a folder for the compact results")
+    _check_collection_folder("--collect", collect)
     if max_parallel < 1 or runs_per_job < 1 or array_parallelism < 1 or max_array_size < 1:
         raise UserInputError("--max-parallel, --runs-per-job, --array-parallelism, --max-array-size: >= 1")
     if time <= 0:
@@ -110,6 +125,7 @@ def submit_command(
         max_parallel=max_parallel,
         runs_per_job=runs_per_job,
         resources=resources,
+        collected_in=collect,
     )
     if records:
         runs = sum(len(record["entries"]) for record in records)
@@ -121,8 +137,8 @@ def submit_command(
     else:
         held = ", ".join(record["job_id"] for record in live_jobs(sweep))
         console.print(
-            f"sweep {sweep.name}: nothing to submit (every run is done, failed or held by a live job"
-            + (f": {held})" if held else ")")
+            f"sweep {sweep.name}: nothing to submit (every run is done, collected, failed or held by a "
+            "live job" + (f": {held})" if held else ")")
         )
     if wait:
         # the jobs just submitted and any the sweep already had running (an earlier submit's, whose waiter

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def export_run(run_dir: Path, out_dir: Path) -> Path:
 def read_compact(path: Path) -> dict[str, Any]:
     try:
         payload = json.loads(gzip.decompress(path.read_bytes()))
-    except (OSError, ValueError) as exc:
+    except (OSError, EOFError, zlib.error, ValueError) as exc:  # EOFError: a truncated gzip stream
         raise UserInputError(f"{path} is not a compact run file: {exc}") from exc
     if payload.get("format") != FORMAT:
         raise UserInputError(f"{path}: unknown compact format {payload.get('format')!r}; expected {FORMAT}")

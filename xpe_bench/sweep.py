@@ -180,8 +180,9 @@ def load_sweep(path: Path) -> Sweep:
 class PlannedRun:
     entry: Entry
     state: str
-    """``done``, ``running`` (a live process holds it), ``partial`` (interrupted), ``to run``, ``failed``,
-    ``blocked`` (its source-stage run is not finished) or ``unreadable``."""
+    """``done``, ``collected`` (its compact result is in the collection folder, its run directory absent),
+    ``running`` (a live process holds it), ``partial`` (interrupted), ``to run``, ``failed``, ``blocked`` (its
+    source-stage run is not finished) or ``unreadable``."""
     run_dir: Path | None
     detail: str = ""
 
@@ -233,9 +234,41 @@ def prepare_entry(runner: Any, entry: Entry, runs_dir: Path) -> list[Any] | str:
     return runner.prepare(_request(entry, runs_dir, init_from))
 
 
-def plan(sweep: Sweep, runner: Any) -> list[PlannedRun]:
-    """Where every run of the sweep stands, from its run directory (nothing is written)."""
+def collected_result(collected_in: Path | None, run_dir: Path) -> Path | None:
+    """The finished run's compact result in ``collected_in`` (``<run-name>.json.gz``), if one is there.
+
+    The run directory's name ends in the hash of the run's whole configuration, so a compact file of that
+    name is this run's result; it counts only if it reads as a compact file of a complete run (a torn or
+    foreign file is ignored and the run is run)."""
+    from xpe_bench.compact import SUFFIX, read_compact
+
+    if collected_in is None:
+        return None
+    path = collected_in / f"{run_dir.name}{SUFFIX}"
+    if not path.is_file():
+        return None
+    try:
+        payload = read_compact(path)
+    except UserInputError:
+        return None
+    manifest = payload.get("manifest")
+    return path if isinstance(manifest, Mapping) and manifest.get("status") == "complete" else None
+
+
+def _source_stage_ids(entries: Iterable[Entry]) -> set[str]:
+    """Entries another entry starts from: they run wherever that one runs, since only their run directory,
+    not a compact result, holds the trained weights it starts from."""
+    return {source.id for entry in entries if (source := entry.source_stage()) is not None}
+
+
+def plan(sweep: Sweep, runner: Any, collected_in: Path | None = None) -> list[PlannedRun]:
+    """Where every run of the sweep stands, from its run directory (nothing is written).
+
+    With ``collected_in`` (the folder ``submit --collect`` fills), a run with no run directory whose compact
+    result is in that folder is ``collected``: finished elsewhere, such as in an earlier checkout whose
+    uncommitted run directories are gone, so it is not run again."""
     planned = []
+    source_stages = _source_stage_ids(sweep.entries)
     for entry in sweep.entries:
         prepared = prepare_entry(runner, entry, sweep.runs_dir)
         if isinstance(prepared, str):
@@ -245,6 +278,13 @@ def plan(sweep: Sweep, runner: Any) -> list[PlannedRun]:
             state = _STATE_OF_STATUS[run.status]
             if state in {"partial", "to run"} and run.store.is_locked():
                 state = "running"
+            elif (
+                state == "to run"
+                and entry.id not in source_stages
+                and (result := collected_result(collected_in, run.store.path)) is not None
+            ):
+                planned.append(PlannedRun(entry, "collected", run.store.path, str(result)))
+                continue
             planned.append(PlannedRun(entry, state, run.store.path))
     return planned
 
@@ -253,7 +293,7 @@ def summarize(
     planned: Sequence[PlannedRun], axes: Iterable[str] = ("method", "seed")
 ) -> list[dict[str, Any]]:
     """Counts of run states per value of each axis, and overall (the plan's table)."""
-    states = ["done", "running", "partial", "to run", "blocked", "failed", "unreadable"]
+    states = ["done", "collected", "running", "partial", "to run", "blocked", "failed", "unreadable"]
     rows = []
     for axis in [*axes, None]:
         groups: dict[str, list[PlannedRun]] = {}
@@ -291,9 +331,12 @@ class SweepJob:
     runs and resumes the interrupted one from its last evaluation checkpoint.
     """
 
-    def __init__(self, runs_dir: str, entries: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(
+        self, runs_dir: str, entries: Sequence[Mapping[str, Any]], collected_in: str | None = None
+    ) -> None:
         self.runs_dir = runs_dir
         self.entries = [dict(values) for values in entries]
+        self.collected_in = collected_in
 
     def __call__(self) -> dict[str, int]:
         from xpe_bench.errors import RunFailed
@@ -307,7 +350,9 @@ class SweepJob:
         runner = Runner(
             load_registry(), Reporters(train=out, evaluate=LineProgress(sys.stdout), note=out.note)
         )
-        counts = {"done": 0, "ran": 0, "skipped": 0, "failed": 0, "blocked": 0}
+        counts = {"done": 0, "collected": 0, "ran": 0, "skipped": 0, "failed": 0, "blocked": 0}
+        collected_in = None if self.collected_in is None else Path(self.collected_in)
+        source_stages = _source_stage_ids(Entry(values) for values in self.entries)
         for values in self.entries:
             entry = Entry(values)
             prepared = prepare_entry(runner, entry, Path(self.runs_dir))
@@ -320,6 +365,14 @@ class SweepJob:
                 if run.status == "complete":
                     out.note(f"{name}: done already")
                     counts["done"] += 1
+                    continue
+                if (
+                    run.status == "absent"
+                    and entry.id not in source_stages
+                    and (result := collected_result(collected_in, run.store.path)) is not None
+                ):
+                    out.note(f"{name}: collected already ({result})")
+                    counts["collected"] += 1
                     continue
                 out.note(f"{name}: {'resuming' if run.status != 'absent' else 'starting'}")
                 try:
@@ -338,7 +391,7 @@ class SweepJob:
     def checkpoint(self) -> Any:
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SweepJob(self.runs_dir, self.entries))
+        return submitit.helpers.DelayedSubmission(SweepJob(self.runs_dir, self.entries, self.collected_in))
 
 
 @dataclass
@@ -401,17 +454,21 @@ def submit(
     max_parallel: int,
     runs_per_job: int,
     resources: Resources,
+    collected_in: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Submit every run that is not done (nor held by a live job); returns the submission records.
 
     ``debug`` runs the jobs here and now; ``local`` and ``slurm`` return as soon as the jobs are queued.
     Local jobs are ``max_parallel`` processes, each working through its share; SLURM jobs hold
     ``runs_per_job`` entries each, in arrays of at most ``max_array_size`` tasks with ``%array_parallelism``.
+    With ``collected_in``, a run whose compact result is already there counts as done (see :func:`plan`), in
+    the plan and in the jobs.
     """
     if launcher not in LAUNCHERS:
         raise UserInputError(f"--launcher: {launcher!r}; valid: {', '.join(LAUNCHERS)}")
     folder = sweep.folder.resolve()
-    planned = plan(sweep, runner)
+    planned = plan(sweep, runner, collected_in)
+    collected = None if collected_in is None else str(collected_in.resolve())
     # entries still queued in a live job (not started, so not locked yet) are that job's, not to submit again
     held = {entry_id for record in live_jobs(sweep) for entry_id in record["entries"]}
     wanted = {
@@ -439,12 +496,20 @@ def submit(
         jobs = []
         if launcher == "slurm":
             with executor.batch():
-                jobs = [executor.submit(SweepJob(runs_dir, [e.values for e in chunk])) for chunk in batch]
+                jobs = [
+                    executor.submit(SweepJob(runs_dir, [e.values for e in chunk], collected))
+                    for chunk in batch
+                ]
         elif launcher == "local":
             with _detached_controllers(folder / "controllers.log"):
-                jobs = [executor.submit(SweepJob(runs_dir, [e.values for e in chunk])) for chunk in batch]
+                jobs = [
+                    executor.submit(SweepJob(runs_dir, [e.values for e in chunk], collected))
+                    for chunk in batch
+                ]
         else:
-            jobs = [executor.submit(SweepJob(runs_dir, [e.values for e in chunk])) for chunk in batch]
+            jobs = [
+                executor.submit(SweepJob(runs_dir, [e.values for e in chunk], collected)) for chunk in batch
+            ]
         for job, chunk in zip(jobs, batch, strict=True):
             records.append(
                 {
