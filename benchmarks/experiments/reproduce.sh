@@ -5,17 +5,18 @@
 # skipped (those with a run directory here, and those whose compact result is already committed in
 # leaderboards/results/, as in a fresh clone), an interrupted one continues from its last checkpoint, so
 # after an interruption run the same command again.
-#   benchmarks/experiments/reproduce.sh sib200-joshi5-standard | sib200-enarzho-standard | sib200-joshi5 |
-#     nusax-senti | afrisenti
+#   benchmarks/experiments/reproduce.sh sib200-joshi5-standard | sib200-enarzho-standard |
+#     nusax-senti-standard | sib200-joshi5 | nusax-senti | afrisenti
 # (the *-standard studies run at the converged budget; the others are the earlier `quick` boards.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-name=${1:?usage: reproduce.sh sib200-joshi5-standard|sib200-enarzho-standard|sib200-joshi5|nusax-senti|afrisenti}
+name=${1:?usage: reproduce.sh sib200-joshi5-standard|sib200-enarzho-standard|nusax-senti-standard|sib200-joshi5|nusax-senti|afrisenti}
 sweep=benchmarks/experiments/$name.toml
 case $name in
   sib200-joshi5-standard) board=sib200-me5-small-joshi5-standard ;;
   sib200-enarzho-standard) board=sib200-me5-small-enarzho-standard ;;
   sib200-joshi5) board=sib200-me5-small-joshi5 ;;
+  nusax-senti-standard) board=nusax-senti-me5-small-high-standard ;;
   nusax-senti) board=nusax-senti-me5-small-high ;;
   afrisenti) board=afrisenti-me5-small-seen ;;
   *) echo "unknown board $name" >&2; exit 2 ;;
@@ -30,7 +31,7 @@ case $name in
   sib200-*)
     xpe-bench leaderboard "$out" --reference spt --published sib200-paper-gpt-accuracy.csv \
       --out "leaderboards/$board.md" ;;
-  nusax-senti)
+  nusax-senti | nusax-senti-standard)
     xpe-bench leaderboard "$out" --reference spt --group local --group local-seen --group unseen --group all \
       --out "leaderboards/$board.md" ;;
   afrisenti)
