@@ -261,6 +261,15 @@ def _source_stage_ids(entries: Iterable[Entry]) -> set[str]:
     return {source.id for entry in entries if (source := entry.source_stage()) is not None}
 
 
+def _collected_instead(
+    entry: Entry, run: Any, collected_in: Path | None, source_stages: set[str]
+) -> Path | None:
+    """The compact result standing in for a prepared run not started here (the plan's and the job's rule)."""
+    if run.status != "absent" or entry.id in source_stages:
+        return None
+    return collected_result(collected_in, run.store.path)
+
+
 def plan(sweep: Sweep, runner: Any, collected_in: Path | None = None) -> list[PlannedRun]:
     """Where every run of the sweep stands, from its run directory (nothing is written).
 
@@ -278,11 +287,7 @@ def plan(sweep: Sweep, runner: Any, collected_in: Path | None = None) -> list[Pl
             state = _STATE_OF_STATUS[run.status]
             if state in {"partial", "to run"} and run.store.is_locked():
                 state = "running"
-            elif (
-                state == "to run"
-                and entry.id not in source_stages
-                and (result := collected_result(collected_in, run.store.path)) is not None
-            ):
+            elif (result := _collected_instead(entry, run, collected_in, source_stages)) is not None:
                 planned.append(PlannedRun(entry, "collected", run.store.path, str(result)))
                 continue
             planned.append(PlannedRun(entry, state, run.store.path))
@@ -366,11 +371,7 @@ class SweepJob:
                     out.note(f"{name}: done already")
                     counts["done"] += 1
                     continue
-                if (
-                    run.status == "absent"
-                    and entry.id not in source_stages
-                    and (result := collected_result(collected_in, run.store.path)) is not None
-                ):
+                if (result := _collected_instead(entry, run, collected_in, source_stages)) is not None:
                     out.note(f"{name}: collected already ({result})")
                     counts["collected"] += 1
                     continue
