@@ -43,6 +43,16 @@ def test_standard_is_the_learning_curves_recipe_stopped_where_every_curve_conver
     assert cut.to_dict() == standard.to_dict()
 
 
+def test_the_dev_capped_standard_differs_from_standard_only_in_its_dev_cap():
+    """AfriSenti's study budget claims to be `standard` with 256 dev items per source language: anything
+    else changed would make its runs incomparable with what docs/budgets.md says about `standard`."""
+    standard = load_budget("standard")
+    capped = load_budget(str(CURVES.parent / "experiments" / "standard-dev256.toml"))
+    assert capped.dev_per_lang == 256
+    same = replace(capped, name=standard.name, description=standard.description, dev_per_lang=None)
+    assert same.to_dict() == standard.to_dict()
+
+
 def test_overrides_rename_and_change_fingerprint():
     quick = load_budget("quick")
     changed = quick.with_overrides(max_steps=7, train_per_lang=None)
