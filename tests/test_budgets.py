@@ -53,6 +53,16 @@ def test_the_dev_capped_standard_differs_from_standard_only_in_its_dev_cap():
     assert same.to_dict() == standard.to_dict()
 
 
+def test_the_long_dev_capped_budget_is_the_dev_capped_standard_at_twice_the_steps():
+    """AfriSenti's longer budget claims to change only the length of `standard-dev256`: with its constant
+    learning rates, that is what makes its runs' first 850 steps those of the shorter board's."""
+    capped = load_budget(str(CURVES.parent / "experiments" / "standard-dev256.toml"))
+    long = load_budget(str(CURVES.parent / "experiments" / "long-dev256.toml"))
+    assert long.max_steps == 2 * capped.max_steps == 1700 and long.schedule == "constant"
+    same = replace(long, name=capped.name, description=capped.description, max_steps=capped.max_steps)
+    assert same.to_dict() == capped.to_dict()
+
+
 def test_overrides_rename_and_change_fingerprint():
     quick = load_budget("quick")
     changed = quick.with_overrides(max_steps=7, train_per_lang=None)

@@ -6,11 +6,12 @@
 # leaderboards/results/, as in a fresh clone), an interrupted one continues from its last checkpoint, so
 # after an interruption run the same command again.
 #   benchmarks/experiments/reproduce.sh sib200-joshi5-standard | sib200-enarzho-standard |
-#     nusax-senti-standard | afrisenti-standard | sib200-joshi5 | nusax-senti | afrisenti
-# (the *-standard studies run at the converged budget; the others are the earlier `quick` boards.)
+#     nusax-senti-standard | afrisenti-standard | afrisenti-long | sib200-joshi5 | nusax-senti | afrisenti
+# (the *-standard studies run at the converged budget, afrisenti-long at twice its steps; the others are the
+# earlier `quick` boards.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-name=${1:?usage: reproduce.sh sib200-joshi5-standard|sib200-enarzho-standard|nusax-senti-standard|afrisenti-standard|sib200-joshi5|nusax-senti|afrisenti}
+name=${1:?usage: reproduce.sh sib200-joshi5-standard|sib200-enarzho-standard|nusax-senti-standard|afrisenti-standard|afrisenti-long|sib200-joshi5|nusax-senti|afrisenti}
 sweep=benchmarks/experiments/$name.toml
 case $name in
   sib200-joshi5-standard) board=sib200-me5-small-joshi5-standard ;;
@@ -19,6 +20,7 @@ case $name in
   nusax-senti-standard) board=nusax-senti-me5-small-high-standard ;;
   nusax-senti) board=nusax-senti-me5-small-high ;;
   afrisenti-standard) board=afrisenti-me5-small-seen-standard ;;
+  afrisenti-long) board=afrisenti-me5-small-seen-long ;;
   afrisenti) board=afrisenti-me5-small-seen ;;
   *) echo "unknown board $name" >&2; exit 2 ;;
 esac
@@ -35,7 +37,7 @@ case $name in
   nusax-senti | nusax-senti-standard)
     xpe-bench leaderboard "$out" --reference spt --group local --group local-seen --group unseen --group all \
       --out "leaderboards/$board.md" ;;
-  afrisenti | afrisenti-standard)
+  afrisenti | afrisenti-standard | afrisenti-long)
     xpe-bench leaderboard "$out" --reference spt \
       --group unseen-with-train --group test-only --group seen --group unseen --group all \
       --out "leaderboards/$board.md" ;;
