@@ -15,11 +15,15 @@ run with dropout is reproducible for a given number of processes but not equal t
 without dropout they agree to float summation order (tested with 2 CPU processes).
 
 With a world size of 1 this module does nothing, and :func:`start` removes distributed variables a job may
-have inherited (SLURM + accelerate set them), which would otherwise make torch wait for peers.
+have inherited (SLURM + accelerate set them), which would otherwise make torch wait for peers. A process that
+joined a group leaves it at exit (:func:`_leave`): exiting with the group alive lets gloo's worker threads be
+torn down during interpreter finalization, which aborts the process ("terminate called without an active
+exception") after the work is done, and the launcher reports the whole job failed.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +47,15 @@ def start() -> None:
     from accelerate import PartialState
 
     PartialState()  # initialises torch.distributed (gloo on CPU, nccl on CUDA) from the launcher's variables
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    """Destroy the process group while the interpreter is still whole (see the module docstring)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def world() -> tuple[int, int]:
