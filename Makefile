@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 # The main job: soft-prompt tuning on the 7 Joshi-5 languages of SIB-200, evaluated on two languages of every
-# Joshi class (plus two unclassified), on the embedded multilingual-e5-small, CPU budget `quick`.
+# Joshi class (plus two unclassified), on the embedded multilingual-e5-small, CPU budget `quick`. `auto`
+# keeps quick's bf16 where the CPU has bf16 instructions and computes in fp32 where it has not (AVX2 only),
+# where bf16 would take about a minute a step (xpe_bench/numerics.py).
 demo: setup
-	$(BIN)/xpe-bench run --task sib200 --method spt --sources joshi5 --targets showcase --budget quick
+	$(BIN)/xpe-bench run --task sib200 --method spt --sources joshi5 --targets showcase --budget quick 	  --precision auto --frozen-backbone-dtype auto
 
 test: setup
 	$(BIN)/pytest -q

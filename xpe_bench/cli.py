@@ -93,9 +93,16 @@ def run(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="override: optimizer steps")] = None,
     batch_size: Annotated[int | None, typer.Option(help="override: training batch size")] = None,
-    precision: Annotated[str | None, typer.Option(help="override: compute precision, fp32 or bf16")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="override: compute precision, fp32, bf16, or auto (the budget's, but fp32 where it is bf16 "
+            "and this CPU computes bf16 slowly)"
+        ),
+    ] = None,
     frozen_backbone_dtype: Annotated[
-        str | None, typer.Option(help="override: storage of a frozen backbone, fp32 or bf16")
+        str | None,
+        typer.Option(help="override: storage of a frozen backbone, fp32, bf16, or auto (as for --precision)"),
     ] = None,
     dropout_kernel: Annotated[
         str | None,
@@ -120,7 +127,7 @@ def run(
     """
     from transformers.utils import logging as transformers_logging
 
-    from xpe_bench import distributed
+    from xpe_bench import distributed, numerics
     from xpe_bench.budgets import load_budget
     from xpe_bench.convergence import RULE, RULE_VERSION
     from xpe_bench.paths import check_writable_dir
@@ -130,13 +137,14 @@ def run(
     transformers_logging.disable_progress_bar()  # our own bars show the phases
     distributed.start()
 
-    chosen = load_budget(budget).with_overrides(
+    preset = load_budget(budget)
+    chosen = preset.with_overrides(
         train_per_lang=train_per_lang,
         test_per_lang=test_per_lang,
         max_steps=max_steps,
         batch_size=batch_size,
-        precision=precision,
-        frozen_backbone_dtype=frozen_backbone_dtype,
+        precision=numerics.resolve(precision, preset.precision),
+        frozen_backbone_dtype=numerics.resolve(frozen_backbone_dtype, preset.frozen_backbone_dtype),
         dropout_kernel=dropout_kernel,
     )
     seeds = _parse_seeds(seed)

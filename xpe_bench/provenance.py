@@ -67,6 +67,7 @@ def hardware() -> dict[str, Any]:
         "processor": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...: which kernels ran
         "cuda": torch.cuda.is_available(),
     }
     if torch.cuda.is_available():

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import transformers
 
-from xpe_bench import distributed
+from xpe_bench import distributed, numerics
 from xpe_bench.backbones import Backbone, load_backbone
 from xpe_bench.budgets import Budget, subset_indices
 from xpe_bench.checkpoint import CheckpointError
@@ -164,6 +164,7 @@ class Runner:
         self.registry = registry
         self.reporters = reporters or Reporters()
         self._backbones: dict[str, tuple[Backbone, float]] = {}
+        self._noted_budgets: set[str] = set()
 
     def resolve_languages(
         self, task: TaskSpec, sources: str | None, targets: str | None
@@ -191,7 +192,18 @@ class Runner:
             for prepared in self.prepare(request):
                 self._train_as_peer(prepared)
             return []
-        return [self.run_prepared(prepared) for prepared in self.prepare(request)]
+        runs = self.prepare(request)
+        self._note_slow_numerics(request.budget)
+        return [self.run_prepared(prepared) for prepared in runs]
+
+    def _note_slow_numerics(self, budget: Budget) -> None:
+        """Say once per budget, before its first run, when this CPU computes the budget's bf16 slowly."""
+        if budget.fingerprint in self._noted_budgets:
+            return
+        self._noted_budgets.add(budget.fingerprint)
+        note = numerics.slow_bf16_note(budget)
+        if note:
+            self.reporters.note(note)
 
     def _train_as_peer(self, prepared: PreparedRun) -> None:
         """A non-main process of a data-parallel run: train alongside the main one, write nothing."""
