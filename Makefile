@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml requirements.lock
 # keeps quick's bf16 where the CPU has bf16 instructions and computes in fp32 where it has not (AVX2 only),
 # where bf16 would take about a minute a step (xpe_bench/numerics.py).
 demo: setup
-	$(BIN)/xpe-bench run --task sib200 --method spt --sources joshi5 --targets showcase --budget quick 	  --precision auto --frozen-backbone-dtype auto
+	$(BIN)/xpe-bench run --task sib200 --method spt --sources joshi5 --targets showcase --budget quick \
+	  --precision auto --frozen-backbone-dtype auto
 
 test: setup
 	$(BIN)/pytest -q
