@@ -192,12 +192,11 @@ class Runner:
             for prepared in self.prepare(request):
                 self._train_as_peer(prepared)
             return []
-        runs = self.prepare(request)
-        self._note_slow_numerics(request.budget)
-        return [self.run_prepared(prepared) for prepared in runs]
+        return [self.run_prepared(prepared) for prepared in self.prepare(request)]
 
     def _note_slow_numerics(self, budget: Budget) -> None:
-        """Say once per budget, before its first run, when this CPU computes the budget's bf16 slowly."""
+        """Say once per budget, before its first run (from the CLI or a sweep job), when this CPU computes the
+        budget's bf16 slowly."""
         if budget.fingerprint in self._noted_budgets:
             return
         self._noted_budgets.add(budget.fingerprint)
@@ -392,6 +391,7 @@ class Runner:
         targets, init, data, budget = prepared.targets, prepared.init, prepared.data, request.budget
         train, dev, backbone = prepared.train, prepared.dev, prepared.backbone
         store = prepared.store
+        self._note_slow_numerics(budget)
         # Everything that can fail on bad input (the method's setup, the targets' test files) fails before
         # the run directory is created.
         tests = {lang: _subset(data, lang, "test", budget.test_per_lang, budget) for lang in targets}
