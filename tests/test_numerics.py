@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 from dataclasses import replace
+from importlib import resources
 
 import pytest
 from typer.testing import CliRunner
@@ -87,9 +87,9 @@ def test_a_runner_says_it_once_per_budget_before_the_first_run(registry, tmp_pat
 @pytest.mark.usefixtures("mock_task")
 def test_cli_auto_runs_a_bf16_budget_in_fp32_on_a_slow_cpu_and_records_it(tmp_path, monkeypatch):
     _cpu(monkeypatch, SLOW)
-    smoke = (load_budget("smoke").to_dict()) | {"name": "smoke-bf16", "precision": "bf16"}
+    smoke = resources.files("xpe_bench.resources").joinpath("budgets", "smoke.toml").read_text()
     budget_file = tmp_path / "smoke-bf16.toml"
-    budget_file.write_text(_toml(smoke))
+    budget_file.write_text(smoke.replace('name = "smoke"', 'name = "smoke-bf16"') + 'precision = "bf16"\n')
     args = ["run", "--task", "mock", "--method", "head-only", "--backbone", "tiny-random"]
     args += ["--budget", str(budget_file), "--sources", "aaa_Latn", "--targets", "aaa_Latn"]
     args += ["--runs-dir", str(tmp_path / "runs"), "--precision", "auto", "--frozen-backbone-dtype", "auto"]
@@ -97,27 +97,7 @@ def test_cli_auto_runs_a_bf16_budget_in_fp32_on_a_slow_cpu_and_records_it(tmp_pa
     assert result.exit_code == 0, result.output
     assert "computes in bf16" not in result.output  # the run computed in fp32: nothing slow to announce
     (run,) = (tmp_path / "runs").iterdir()
-    manifest = _manifest(run)
+    manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["budget"]["precision"] == "fp32"
     assert manifest["budget"]["name"] == "smoke-bf16+precision=fp32"  # never passes for the preset
     assert manifest["hardware"]["cpu_capability"]
-
-
-def _toml(values: dict) -> str:
-    lines = []
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            inner = ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items())
-            lines.append(f"{key} = {{ {inner} }}")
-        else:
-            lines.append(f"{key} = {json.dumps(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def _manifest(run) -> dict:
-    path = run / "manifest.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    return json.loads(gzip.decompress((run / "manifest.json.gz").read_bytes()))
